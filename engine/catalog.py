@@ -1,0 +1,213 @@
+"""The SQLite side of a library: documents, their pages and chunks.
+
+SQLite is the source of truth. A document row is written as `pending` before its vectors go to
+Chroma and flipped to `ready` after; only ready documents are ever searched or listed, and a
+library that opens with pending or deleting rows (a killed process) finishes or undoes them.
+The lexical index is derived from the chunk rows, keyed by `generation`, which changes on every
+commit that changes the set of ready chunks.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.chunking import Chunk
+from engine.documents import Page
+
+PENDING, READY, DELETING = "pending", "ready", "deleting"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY,
+    filename TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    pages INTEGER NOT NULL,
+    empty_pages INTEGER NOT NULL,
+    chunks INTEGER NOT NULL,
+    added_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    owner_pid INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pages (
+    doc_id TEXT NOT NULL,
+    page_index INTEGER NOT NULL,
+    page_label TEXT NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (doc_id, page_index)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id TEXT PRIMARY KEY,
+    doc_id TEXT NOT NULL,
+    page_index INTEGER NOT NULL,
+    page_label TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    char_start INTEGER NOT NULL,
+    char_end INTEGER NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_page ON chunks (doc_id, page_index, ordinal);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('generation', 0);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class LibraryBusyError(Exception):
+    """The library database is locked by another process for longer than we wait."""
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    doc_id: str
+    filename: str
+    size_bytes: int
+    pages: int
+    empty_pages: int
+    chunks: int
+    added_at: float
+    status: str
+    owner_pid: int  # the process writing a pending document; recovery leaves live ones alone
+
+
+class Catalog:
+    """Documents, pages and chunks of one library, in one SQLite file."""
+
+    def __init__(self, path: Path, timeout_s: float = 30.0):
+        self.path = path
+        self.timeout_s = timeout_s
+        with self.connect() as db:
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """One short-lived connection per operation, committed on success: safe across threads."""
+        db = sqlite3.connect(self.path, timeout=self.timeout_s)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            with db:
+                yield db
+        except sqlite3.OperationalError as error:
+            if "locked" in str(error) or "busy" in str(error):
+                raise LibraryBusyError(
+                    f"the library at {self.path.parent} is busy (locked by another process); "
+                    "try again in a moment"
+                ) from error
+            raise
+        finally:
+            db.close()
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def add_pending(
+        self, doc_id: str, filename: str, size_bytes: int, pages: list[Page], chunks: list[Chunk]
+    ) -> None:
+        empty = sum(1 for page in pages if not page.text.strip())
+        with self.connect() as db:
+            db.execute(
+                "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    doc_id,
+                    filename,
+                    size_bytes,
+                    len(pages),
+                    empty,
+                    len(chunks),
+                    time.time(),
+                    PENDING,
+                    os.getpid(),
+                ),
+            )
+            db.executemany(
+                "INSERT INTO pages VALUES (?, ?, ?, ?)",
+                [(doc_id, p.page_index, p.page_label, p.text) for p in pages],
+            )
+            db.executemany(
+                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        c.chunk_id,
+                        doc_id,
+                        c.page_index,
+                        c.page_label,
+                        c.ordinal,
+                        c.char_start,
+                        c.char_end,
+                        c.text,
+                    )
+                    for c in chunks
+                ],
+            )
+
+    def set_status(self, doc_id: str, status: str) -> None:
+        with self.connect() as db:
+            db.execute("UPDATE documents SET status = ? WHERE doc_id = ?", (status, doc_id))
+            db.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+
+    def remove(self, doc_id: str) -> None:
+        with self.connect() as db:
+            for table in ("chunks", "pages", "documents"):
+                db.execute(f"DELETE FROM {table} WHERE doc_id = ?", (doc_id,))
+            db.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def setting(self, key: str, default: str) -> str:
+        """A per-library setting, stored with `default` on first read so it never changes."""
+        with self.connect() as db:
+            db.execute("INSERT OR IGNORE INTO settings VALUES (?, ?)", (key, default))
+            return db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()[0]
+
+    def generation(self) -> int:
+        with self.connect() as db:
+            return db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+
+    def document(self, doc_id: str) -> DocumentRecord | None:
+        with self.connect() as db:
+            row = db.execute("SELECT * FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        return DocumentRecord(*row) if row else None
+
+    def documents(self, statuses: tuple[str, ...] = (READY,)) -> list[DocumentRecord]:
+        marks = ",".join("?" * len(statuses))
+        with self.connect() as db:
+            rows = db.execute(
+                f"SELECT * FROM documents WHERE status IN ({marks}) ORDER BY added_at, filename",
+                statuses,
+            ).fetchall()
+        return [DocumentRecord(*row) for row in rows]
+
+    def ready_chunks(self) -> list[Chunk]:
+        """Every chunk of every ready document, in a stable order."""
+        with self.connect() as db:
+            rows = db.execute(
+                "SELECT c.chunk_id, c.doc_id, c.page_index, c.page_label, c.ordinal, c.char_start,"
+                " c.char_end, c.text FROM chunks c JOIN documents d USING (doc_id)"
+                " WHERE d.status = ? ORDER BY c.rowid",
+                (READY,),
+            ).fetchall()
+        return [Chunk(*row) for row in rows]
+
+    def page(self, doc_id: str, page_index: int) -> Page | None:
+        with self.connect() as db:
+            row = db.execute(
+                "SELECT page_index, page_label, text FROM pages"
+                " WHERE doc_id = ? AND page_index = ?",
+                (doc_id, page_index),
+            ).fetchone()
+        return Page(*row) if row else None
+
+    def page_chunks(self, doc_id: str, page_index: int) -> list[Chunk]:
+        """The chunks of one page in reading order: each one's neighbours are beside it."""
+        with self.connect() as db:
+            rows = db.execute(
+                "SELECT chunk_id, doc_id, page_index, page_label, ordinal, char_start, char_end,"
+                " text FROM chunks WHERE doc_id = ? AND page_index = ? ORDER BY ordinal",
+                (doc_id, page_index),
+            ).fetchall()
+        return [Chunk(*row) for row in rows]

@@ -1,0 +1,157 @@
+"""Pages -> chunks sized for the embedding model, split at sentence boundaries.
+
+A chunk never crosses a page and is an exact slice of its page's text
+(`page.text[chunk.char_start:chunk.char_end] == chunk.text`), so a citation can always be found
+again. Consecutive chunks share their boundary sentence (a small overlap) when it is short, so a
+statement that straddles two chunks is whole in at least one of them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from engine.documents import Page
+
+# Offsets (start, end) of each token of a text, special tokens excluded.
+TokenOffsets = Callable[[str], list[tuple[int, int]]]
+
+MAX_CHUNK_TOKENS = 200  # the embedding model reads 256 tokens; leave room for specials
+MAX_OVERLAP_TOKENS = 48
+MIN_CHUNK_TOKENS = 48
+
+# A sentence ends at . ! ? (with closing quotes/brackets) before whitespace, or at a blank line.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|\n\s*\n")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    chunk_id: str
+    doc_id: str
+    page_index: int
+    page_label: str
+    ordinal: int  # position among the chunks of its page: neighbours are ordinal +- 1
+    char_start: int
+    char_end: int
+    text: str
+
+
+def chunk_id_for(doc_id: str, page_index: int, ordinal: int) -> str:
+    return f"{doc_id[:16]}-p{page_index}-c{ordinal}"
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Spans of the sentences of `text`, surrounding whitespace excluded."""
+    spans, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        spans.append((start, match.start()))
+        start = match.end()
+    spans.append((start, len(text)))
+    return [span for span in (_strip(text, s, e) for s, e in spans) if span[0] < span[1]]
+
+
+def _strip(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+class _TokenCounter:
+    """Counts the tokens of any slice of one text from a single tokenisation of the whole."""
+
+    def __init__(self, text: str, offsets: list[tuple[int, int]]):
+        self.text = text
+        self.starts = [start for start, end in offsets if end > start]
+
+    def count(self, start: int, end: int) -> int:
+        return bisect.bisect_left(self.starts, end) - bisect.bisect_left(self.starts, start)
+
+    def cut_point(self, start: int, end: int, budget: int) -> int:
+        """The furthest position in (start, end) keeping at most `budget` tokens, at a word start
+        when there is one."""
+        first = bisect.bisect_left(self.starts, start)
+        limit = first + budget
+        if limit >= len(self.starts) or self.starts[limit] >= end:
+            return end
+        for index in range(limit, first, -1):
+            position = self.starts[index]
+            if self.text[position - 1].isspace():
+                return position
+        return self.starts[limit]
+
+
+def _pieces(counter: _TokenCounter, spans: list[tuple[int, int]], budget: int):
+    """Sentence spans, with any sentence longer than the budget cut into pieces that fit."""
+    for start, end in spans:
+        while counter.count(start, end) > budget:
+            cut = counter.cut_point(start, end, budget)
+            piece = _strip(counter.text, start, cut)
+            if piece[0] < piece[1]:
+                yield piece
+            start = _strip(counter.text, cut, end)[0]
+        if start < end:
+            yield start, end
+
+
+def split_page(
+    text: str,
+    token_offsets: TokenOffsets,
+    max_tokens: int = MAX_CHUNK_TOKENS,
+    max_overlap_tokens: int = MAX_OVERLAP_TOKENS,
+    min_tokens: int = MIN_CHUNK_TOKENS,
+) -> list[tuple[int, int]]:
+    """Character spans of the chunks of one page's text."""
+    counter = _TokenCounter(text, token_offsets(text))
+    pieces = list(_pieces(counter, sentence_spans(text), max_tokens))
+    groups: list[tuple[int, int]] = []  # (first piece, last piece) of each chunk
+    first = 0
+    while first < len(pieces):
+        last = first
+        start = pieces[first][0]
+        while last + 1 < len(pieces) and counter.count(start, pieces[last + 1][1]) <= max_tokens:
+            last += 1
+        groups.append((first, last))
+        overlap = last > first and counter.count(*pieces[last]) <= max_overlap_tokens
+        first = last if overlap else last + 1
+    if len(groups) > 1:
+        # A short tail (a footer, a page number) reaches back into its predecessor's sentences
+        # rather than standing alone as a chunk too small to retrieve well.
+        first, last = groups[-1]
+        end = pieces[last][1]
+        while (
+            first > 0
+            and counter.count(pieces[first][0], end) < min_tokens
+            and counter.count(pieces[first - 1][0], end) <= max_tokens
+        ):
+            first -= 1
+        groups[-1] = (first, last)
+    return [(pieces[first][0], pieces[last][1]) for first, last in groups]
+
+
+def chunk_pages(
+    doc_id: str,
+    pages: list[Page],
+    token_offsets: TokenOffsets,
+    max_tokens: int = MAX_CHUNK_TOKENS,
+) -> list[Chunk]:
+    chunks = []
+    for page in pages:
+        spans = split_page(page.text, token_offsets, max_tokens)
+        for ordinal, (start, end) in enumerate(spans):
+            chunks.append(
+                Chunk(
+                    chunk_id=chunk_id_for(doc_id, page.page_index, ordinal),
+                    doc_id=doc_id,
+                    page_index=page.page_index,
+                    page_label=page.page_label,
+                    ordinal=ordinal,
+                    char_start=start,
+                    char_end=end,
+                    text=page.text[start:end],
+                )
+            )
+    return chunks

@@ -1,0 +1,152 @@
+"""PDF files -> pages of normalised text, with both page numberings kept.
+
+PDFium (pypdfium2) is the primary parser: it is fast and handles real papers; pypdf is the
+fallback for files PDFium rejects, so one parser's bug does not make a document unreadable.
+Every failure becomes an `IngestError` whose message is one line a user can act on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import pypdf
+import pypdfium2 as pdfium
+
+PDFIUM_PASSWORD_ERROR = 4
+PDF_MAGIC = b"%PDF-"
+MAGIC_WINDOW = 1024  # the PDF spec lets the header start within the first 1024 bytes
+
+
+class IngestError(Exception):
+    """A file that cannot become part of the library; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class Page:
+    page_index: int  # physical, 0-based
+    page_label: str  # printed label ("iv", "12"); the 1-based number when the PDF has none
+    text: str  # normalised extracted text; chunk offsets index into this
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    doc_id: str  # sha256 of the file bytes
+    filename: str
+    size_bytes: int
+    pages: list[Page]
+
+    @property
+    def empty_pages(self) -> int:
+        return sum(1 for page in self.pages if not page.text.strip())
+
+
+_SPACES = re.compile(r"[ \t\u00a0]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def normalise_text(raw: str) -> str:
+    """Canonical page text: unified newlines, ligatures unfolded, soft hyphens joined.
+
+    PDFium marks a word hyphenated across a line break with U+FFFE and already joins the two
+    halves, so dropping the marker restores the word ("pa\\ufffepers" -> "papers").
+    """
+    text = raw.replace("\r\n", "\n").replace("\r", "\n").replace("\ufffe", "").replace("\xad", "")
+    text = unicodedata.normalize("NFKC", text)
+    text = _CONTROL.sub(" ", text)
+    text = _SPACES.sub(" ", text)
+    return "\n".join(line.strip() for line in text.split("\n")).strip()
+
+
+def document_id(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_pdf(
+    path: str | Path, *, max_bytes: int, max_pages: int, filename: str | None = None
+) -> ParsedDocument:
+    """Read and parse one PDF file; raise `IngestError` with a one-line reason on any problem."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise IngestError(f"cannot read the file ({error.strerror or error})") from error
+    if size > max_bytes:
+        raise IngestError(
+            f"file is {size / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB limit"
+        )
+    data = path.read_bytes()
+    return parse_pdf(data, filename=filename or path.name, max_pages=max_pages)
+
+
+def parse_pdf(data: bytes, *, filename: str, max_pages: int) -> ParsedDocument:
+    if not data:
+        raise IngestError("file is empty")
+    if PDF_MAGIC not in data[:MAGIC_WINDOW]:
+        raise IngestError("not a PDF (the file does not start with a PDF header)")
+    try:
+        pages = _pages_with_pdfium(data, max_pages)
+    except pdfium.PdfiumError as error:
+        if getattr(error, "err_code", None) == PDFIUM_PASSWORD_ERROR:
+            raise IngestError(
+                "password-protected PDF; remove the password and upload again"
+            ) from error
+        pages = _pages_with_pypdf(data, max_pages)
+    parsed = ParsedDocument(document_id(data), filename, len(data), pages)
+    if not pages:
+        raise IngestError("the PDF has no pages")
+    if parsed.empty_pages == len(pages):
+        raise IngestError(
+            f"no extractable text on any of its {len(pages)} pages; "
+            "it looks scanned (run OCR on it first)"
+        )
+    return parsed
+
+
+def _check_page_count(count: int, max_pages: int) -> None:
+    if count > max_pages:
+        raise IngestError(f"the PDF has {count} pages, over the {max_pages}-page limit")
+
+
+def _pages_with_pdfium(data: bytes, max_pages: int) -> list[Page]:
+    document = pdfium.PdfDocument(data)
+    try:
+        _check_page_count(len(document), max_pages)
+        pages = []
+        for index in range(len(document)):
+            page = document[index]
+            textpage = page.get_textpage()
+            raw = textpage.get_text_range()
+            textpage.close()
+            page.close()
+            label = document.get_page_label(index) or str(index + 1)
+            pages.append(Page(index, label, normalise_text(raw)))
+        return pages
+    finally:
+        document.close()
+
+
+def _pages_with_pypdf(data: bytes, max_pages: int) -> list[Page]:
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise IngestError("password-protected PDF; remove the password and upload again")
+        _check_page_count(len(reader.pages), max_pages)
+        labels = reader.page_labels
+        return [
+            Page(index, labels[index] or str(index + 1), normalise_text(page.extract_text() or ""))
+            for index, page in enumerate(reader.pages)
+        ]
+    except IngestError:
+        raise
+    except Exception as error:  # pypdf raises many types for damaged files
+        raise IngestError(f"corrupt or truncated PDF ({_first_line(error)})") from error
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:120] if text else type(error).__name__

@@ -1,0 +1,322 @@
+"""A library: PDFs made searchable, with SQLite, Chroma and BM25 kept consistent.
+
+Ingestion order is what keeps the three stores consistent through a crash: the whole file is
+parsed and chunked first (a bad file fails before anything is written); then the document is
+recorded as pending in SQLite; then its vectors go to Chroma batch by batch; then it is marked
+ready. Searches see ready documents only, and opening a library undoes whatever a dead process
+left pending or half-deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from engine.catalog import DELETING, PENDING, READY, Catalog, DocumentRecord
+from engine.chunking import Chunk, chunk_pages
+from engine.config import Settings
+from engine.documents import IngestError, Page, read_pdf
+from engine.embeddings import Embedder
+from engine.fusion import reciprocal_rank_fusion
+from engine.lexical import LexicalIndex
+from engine.vectors import VectorStore
+
+EMBED_BATCH = 64  # chunks embedded and stored per round trip; bounds memory and lost work
+SEARCH_MODES = ("hybrid", "dense", "lexical")
+
+# (fraction done, what is happening) -> None
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    chunk_id: str
+    doc_id: str
+    filename: str
+    page_index: int
+    page_label: str
+    char_start: int
+    char_end: int
+    score: float
+    text: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    filename: str
+    status: str  # "added", "duplicate" or "failed"
+    message: str
+    doc_id: str | None = None
+    pages: int = 0
+    chunks: int = 0
+
+    @property
+    def readable(self) -> bool:
+        return self.status != "failed"
+
+    def line(self) -> str:
+        return f"{self.status}: {self.filename}: {self.message}"
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """Everything search needs about the ready chunks, rebuilt when the catalog changes."""
+
+    generation: int
+    chunks: dict[str, Chunk]
+    filenames: dict[str, str]
+    lexical: LexicalIndex
+    rows_by_doc: dict[str, np.ndarray]
+
+
+def display_filename(name: str) -> str:
+    """A file name safe to show and store: no folders, no control characters, bounded length."""
+    base = re.split(r"[\\/]", name)[-1]
+    base = re.sub(r"[\x00-\x1f\x7f]", "", base).strip() or "document.pdf"
+    return base[:200]
+
+
+class Library:
+    """The documents of one library folder and hybrid search over them."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None):
+        self.settings = settings
+        self.root = settings.library_dir
+        self.files_dir = self.root / "files"
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog(self.root / "library.sqlite3")
+        library_uuid = self.catalog.setting("library_uuid", uuid.uuid4().hex)
+        self.vectors = VectorStore(
+            self.root / "chroma", f"palimpsest-{library_uuid}", settings.chroma_url
+        )
+        self._embedder = embedder
+        self._lock = threading.Lock()
+        self._snapshot: _Snapshot | None = None
+        self.recover()
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = Embedder(self.settings.embedding_model)
+            return self._embedder
+
+    # -- documents -----------------------------------------------------------------------------
+
+    def documents(self) -> list[DocumentRecord]:
+        return self.catalog.documents()
+
+    def document(self, doc_id: str) -> DocumentRecord | None:
+        record = self.catalog.document(doc_id)
+        return record if record and record.status == READY else None
+
+    def page(self, doc_id: str, page_index: int) -> Page | None:
+        return self.catalog.page(doc_id, page_index)
+
+    def pdf_path(self, doc_id: str) -> Path:
+        return self.files_dir / f"{doc_id}.pdf"
+
+    def ingest_many(self, paths: Iterable[str | Path]) -> Iterator[IngestOutcome]:
+        for path in paths:
+            yield self.ingest(path)
+
+    def ingest(
+        self, path: str | Path, filename: str | None = None, progress: Progress | None = None
+    ) -> IngestOutcome:
+        """Add one PDF. Never raises for a bad file: the outcome says what happened and why."""
+        name = display_filename(filename or Path(path).name)
+        report = progress or (lambda fraction, message: None)
+        try:
+            report(0.0, f"reading {name}")
+            parsed = read_pdf(
+                path,
+                max_bytes=int(self.settings.max_file_mb * 2**20),
+                max_pages=self.settings.max_pages,
+                filename=name,
+            )
+        except IngestError as error:
+            return IngestOutcome(name, "failed", str(error))
+        existing = self.catalog.document(parsed.doc_id)
+        if existing is not None:
+            if existing.status == READY:
+                return IngestOutcome(
+                    name,
+                    "duplicate",
+                    f"already in the library as {existing.filename}",
+                    parsed.doc_id,
+                    existing.pages,
+                    existing.chunks,
+                )
+            return IngestOutcome(
+                name, "failed", "this file is being added right now", parsed.doc_id
+            )
+        chunks = chunk_pages(parsed.doc_id, parsed.pages, self.embedder.token_offsets)
+        try:
+            self._store(
+                parsed.doc_id, Path(path), name, parsed.size_bytes, parsed.pages, chunks, report
+            )
+        except Exception as error:
+            self._discard(parsed.doc_id)
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            return IngestOutcome(name, "failed", f"could not store the document ({reason})")
+        note = f"{len(parsed.pages)} pages, {len(chunks)} chunks"
+        if parsed.empty_pages:
+            note += f"; {parsed.empty_pages} pages without extractable text (scanned?)"
+        return IngestOutcome(name, "added", note, parsed.doc_id, len(parsed.pages), len(chunks))
+
+    def _store(
+        self,
+        doc_id: str,
+        source: Path,
+        name: str,
+        size_bytes: int,
+        pages: list[Page],
+        chunks: list[Chunk],
+        report: Progress,
+    ) -> None:
+        staged = self.files_dir / f".{doc_id}.{os.getpid()}.tmp"
+        shutil.copyfile(source, staged)
+        os.replace(staged, self.pdf_path(doc_id))
+        self.catalog.add_pending(doc_id, name, size_bytes, pages, chunks)
+        for start in range(0, len(chunks), EMBED_BATCH):
+            batch = chunks[start : start + EMBED_BATCH]
+            self.vectors.add(batch, self.embedder.embed([chunk.text for chunk in batch]))
+            report((start + len(batch)) / max(len(chunks), 1), f"embedding {name}")
+        self.catalog.set_status(doc_id, READY)
+
+    def delete(self, doc_id: str) -> bool:
+        """Remove a document from all three stores; False when it is not in the library."""
+        record = self.catalog.document(doc_id)
+        if record is None or record.status != READY:
+            return False
+        self.catalog.set_status(doc_id, DELETING)
+        self._discard(doc_id)
+        return True
+
+    def _discard(self, doc_id: str) -> None:
+        self.vectors.delete_document(doc_id)
+        self.catalog.remove(doc_id)
+        self.pdf_path(doc_id).unlink(missing_ok=True)
+
+    def recover(self) -> list[str]:
+        """Undo documents a dead process left pending or half-deleted; returns their ids."""
+        undone = []
+        for record in self.catalog.documents(statuses=(PENDING, DELETING)):
+            if record.status == PENDING and _process_alive(record.owner_pid):
+                continue
+            self._discard(record.doc_id)
+            undone.append(record.doc_id)
+        known = {record.doc_id for record in self.catalog.documents((READY, PENDING, DELETING))}
+        for stray in self.files_dir.iterdir():
+            if stray.name.startswith(".") or stray.stem not in known:
+                stray.unlink(missing_ok=True)
+        return undone
+
+    # -- search --------------------------------------------------------------------------------
+
+    def _current(self) -> _Snapshot:
+        generation = self.catalog.generation()
+        with self._lock:
+            if self._snapshot is None or self._snapshot.generation != generation:
+                self._snapshot = self._build_snapshot(generation)
+            return self._snapshot
+
+    def _build_snapshot(self, generation: int) -> _Snapshot:
+        chunks = self.catalog.ready_chunks()
+        ids = [chunk.chunk_id for chunk in chunks]
+        rows: dict[str, list[int]] = {}
+        for row, chunk in enumerate(chunks):
+            rows.setdefault(chunk.doc_id, []).append(row)
+        return _Snapshot(
+            generation=generation,
+            chunks=dict(zip(ids, chunks, strict=True)),
+            filenames={record.doc_id: record.filename for record in self.catalog.documents()},
+            lexical=LexicalIndex(ids, [chunk.text for chunk in chunks]),
+            rows_by_doc={doc_id: np.array(r, dtype=np.int64) for doc_id, r in rows.items()},
+        )
+
+    def search(
+        self, query: str, k: int = 5, doc_ids: list[str] | None = None, mode: str = "hybrid"
+    ) -> list[SearchHit]:
+        """The `k` chunks that best answer `query`, optionally only from `doc_ids`."""
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"unknown search mode {mode!r}; choose one of {SEARCH_MODES}")
+        snapshot = self._current()
+        if not query.strip() or k <= 0 or not snapshot.chunks:
+            return []
+        candidates = max(4 * k, 50)
+        rankings: list[list[tuple[str, float]]] = []
+        if mode in ("hybrid", "dense"):
+            rankings.append(self._dense(snapshot, query, candidates, doc_ids))
+        if mode in ("hybrid", "lexical"):
+            allowed = None
+            if doc_ids is not None:
+                parts = [snapshot.rows_by_doc.get(d, np.zeros(0, np.int64)) for d in doc_ids]
+                allowed = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+            rankings.append(snapshot.lexical.top(query, candidates, allowed))
+        if len(rankings) == 1:
+            ranked = rankings[0]
+        else:
+            ranked = reciprocal_rank_fusion([[cid for cid, _ in r] for r in rankings])
+        return [self._hit(snapshot, chunk_id, score) for chunk_id, score in ranked[:k]]
+
+    def _dense(
+        self, snapshot: _Snapshot, query: str, n: int, doc_ids: list[str] | None
+    ) -> list[tuple[str, float]]:
+        if doc_ids is not None:
+            doc_ids = [doc_id for doc_id in doc_ids if doc_id in snapshot.rows_by_doc]
+            if not doc_ids:
+                return []
+        nearest = self.vectors.nearest(self.embedder.embed_query(query), n, doc_ids)
+        # Chroma may hold chunks of a document still being added: only ready ones count.
+        return [(chunk_id, score) for chunk_id, score in nearest if chunk_id in snapshot.chunks]
+
+    @staticmethod
+    def _hit(snapshot: _Snapshot, chunk_id: str, score: float) -> SearchHit:
+        chunk = snapshot.chunks[chunk_id]
+        return SearchHit(
+            chunk_id=chunk.chunk_id,
+            doc_id=chunk.doc_id,
+            filename=snapshot.filenames.get(chunk.doc_id, ""),
+            page_index=chunk.page_index,
+            page_label=chunk.page_label,
+            char_start=chunk.char_start,
+            char_end=chunk.char_end,
+            score=round(score, 6),
+            text=chunk.text,
+        )
+
+    def widen(self, hit: SearchHit, radius: int = 1) -> SearchHit:
+        """The hit grown to include `radius` neighbouring chunks on each side on its page."""
+        siblings = self.catalog.page_chunks(hit.doc_id, hit.page_index)
+        page = self.catalog.page(hit.doc_id, hit.page_index)
+        position = next((i for i, c in enumerate(siblings) if c.chunk_id == hit.chunk_id), None)
+        if page is None or position is None:
+            return hit
+        first = siblings[max(0, position - radius)]
+        last = siblings[min(len(siblings) - 1, position + radius)]
+        start, end = min(first.char_start, hit.char_start), max(last.char_end, hit.char_end)
+        return replace(hit, char_start=start, char_end=end, text=page.text[start:end])
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
