@@ -1,0 +1,132 @@
+"""The Library tab: upload PDFs, see and delete documents, try hybrid search.
+
+Handlers only translate between components and `engine.library.Library`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from engine.library import Library
+
+DOCUMENT_HEADERS = ["Document", "Pages", "Chunks", "Added", "ID"]
+RESULT_HEADERS = ["#", "Document", "Page", "Score", "Passage"]
+SNIPPET_CHARS = 300
+
+
+def document_rows(library: Library) -> list[list]:
+    return [
+        [
+            record.filename,
+            record.pages,
+            record.chunks,
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(record.added_at)),
+            record.doc_id[:12],
+        ]
+        for record in library.documents()
+    ]
+
+
+def document_choices(library: Library) -> list[tuple[str, str]]:
+    return [(f"{r.filename} ({r.pages} p.)", r.doc_id) for r in library.documents()]
+
+
+def build_library_tab(library: Library) -> None:
+    """Lay out the Library tab inside the current `gr.Blocks` and wire its events."""
+    gr.Markdown("Add PDFs to your library. They stay on this machine.")
+    with gr.Row():
+        with gr.Column(scale=2):
+            uploads = gr.File(
+                label="Upload PDFs", file_count="multiple", file_types=[".pdf"], type="filepath"
+            )
+            upload_log = gr.Textbox(
+                label="Upload results", lines=4, interactive=False, elem_id="upload-log"
+            )
+        with gr.Column(scale=1):
+            to_delete = gr.Dropdown(
+                label="Remove a document", choices=document_choices(library), value=None
+            )
+            delete_button = gr.Button("Remove from library", variant="stop")
+            delete_log = gr.Markdown(elem_id="delete-log")
+    documents = gr.Dataframe(
+        value=document_rows(library),
+        headers=DOCUMENT_HEADERS,
+        label="Documents",
+        interactive=False,
+        wrap=True,
+        elem_id="documents-table",
+    )
+    with gr.Row():
+        query = gr.Textbox(
+            label="Search the library",
+            placeholder="e.g. notice period for termination for convenience",
+            scale=4,
+            elem_id="search-box",
+        )
+        search_button = gr.Button("Search", variant="primary", scale=1, elem_id="search-button")
+    results = gr.Dataframe(
+        headers=RESULT_HEADERS,
+        label="Results (hybrid: embeddings + BM25)",
+        interactive=False,
+        wrap=True,
+        column_widths=["5%", "22%", "8%", "10%", "55%"],
+        elem_id="search-results",
+    )
+
+    def on_upload(paths: list[str] | None, progress=gr.Progress()):
+        paths = paths or []
+        lines = []
+        for number, path in enumerate(paths):
+
+            def report(fraction: float, message: str, number: int = number) -> None:
+                progress((number + fraction) / len(paths), desc=message)
+
+            lines.append(library.ingest(path, filename=Path(path).name, progress=report).line())
+        return (
+            "\n".join(lines),
+            document_rows(library),
+            gr.update(choices=document_choices(library), value=None),
+            None,
+        )
+
+    def on_delete(doc_id: str | None):
+        record = library.document(doc_id) if doc_id else None
+        if record is None:
+            message = "Choose a document to remove."
+        elif library.delete(doc_id):
+            message = f"Removed **{record.filename}**."
+        else:
+            message = "That document is no longer in the library."
+        return (
+            message,
+            document_rows(library),
+            gr.update(choices=document_choices(library), value=None),
+        )
+
+    def on_search(text: str):
+        if not text.strip():
+            return []
+        hits = library.search(text, k=8)
+        return [
+            [
+                rank,
+                hit.filename,
+                hit.page_label,
+                round(hit.score, 4),
+                " ".join(hit.text.split())[:SNIPPET_CHARS],
+            ]
+            for rank, hit in enumerate(hits, start=1)
+        ]
+
+    uploads.upload(
+        on_upload,
+        inputs=uploads,
+        outputs=[upload_log, documents, to_delete, uploads],
+        concurrency_limit=1,
+    )
+    delete_button.click(on_delete, inputs=to_delete, outputs=[delete_log, documents, to_delete])
+    search_button.click(on_search, inputs=query, outputs=results, concurrency_limit=4)
+    query.submit(on_search, inputs=query, outputs=results, concurrency_limit=4)
