@@ -115,7 +115,9 @@ def split_page(
         while last + 1 < len(pieces) and counter.count(start, pieces[last + 1][1]) <= max_tokens:
             last += 1
         groups.append((first, last))
-        overlap = last > first and counter.count(*pieces[last]) <= max_overlap_tokens
+        more_to_come = last + 1 < len(pieces)
+        overlap = more_to_come and last > first
+        overlap = overlap and counter.count(*pieces[last]) <= max_overlap_tokens
         first = last if overlap else last + 1
     if len(groups) > 1:
         # A short tail (a footer, a page number) reaches back into its predecessor's sentences
