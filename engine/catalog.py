@@ -19,6 +19,7 @@ from pathlib import Path
 
 from engine.chunking import Chunk
 from engine.documents import Page
+from engine.errors import PalimpsestError
 
 PENDING, READY, DELETING = "pending", "ready", "deleting"
 
@@ -58,7 +59,7 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-class LibraryBusyError(Exception):
+class LibraryBusyError(PalimpsestError):
     """The library database is locked by another process for longer than we wait."""
 
 

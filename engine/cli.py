@@ -8,14 +8,11 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from engine.catalog import LibraryBusyError
 from engine.config import Settings
-from engine.embeddings import EmbeddingModelError
+from engine.errors import PalimpsestError
 from engine.library import Library
-from engine.vectors import VectorStoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
-USER_ERRORS = (LibraryBusyError, VectorStoreError, EmbeddingModelError)
 
 
 def quiet_model_loading() -> None:
@@ -117,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_model_loading()
     try:
         return args.handler(args)
-    except USER_ERRORS as error:
+    except PalimpsestError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
 

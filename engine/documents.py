@@ -17,12 +17,14 @@ from pathlib import Path
 import pypdf
 import pypdfium2 as pdfium
 
+from engine.errors import PalimpsestError, first_line
+
 PDFIUM_PASSWORD_ERROR = 4
 PDF_MAGIC = b"%PDF-"
 MAGIC_WINDOW = 1024  # the PDF spec lets the header start within the first 1024 bytes
 
 
-class IngestError(Exception):
+class IngestError(PalimpsestError):
     """A file that cannot become part of the library; the message says why, in one line."""
 
 
@@ -144,9 +146,4 @@ def _pages_with_pypdf(data: bytes, max_pages: int) -> list[Page]:
     except IngestError:
         raise
     except Exception as error:  # pypdf raises many types for damaged files
-        raise IngestError(f"corrupt or truncated PDF ({_first_line(error)})") from error
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:120] if text else type(error).__name__
+        raise IngestError(f"corrupt or truncated PDF ({first_line(error, 120)})") from error

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.errors import PalimpsestError, first_line
 
-class EmbeddingModelError(Exception):
+
+class EmbeddingModelError(PalimpsestError):
     """The embedding model could not be loaded; the message says how to provide one."""
 
 
@@ -19,7 +21,7 @@ class Embedder:
             self.model = SentenceTransformer(model, device=device)
         except Exception as error:
             raise EmbeddingModelError(
-                f"cannot load the embedding model {model!r} ({str(error).splitlines()[0][:160]}); "
+                f"cannot load the embedding model {model!r} ({first_line(error)}); "
                 "set PALIMPSEST_EMBEDDING_MODEL to a sentence-transformers folder or hub id"
             ) from error
         self.name = model

@@ -9,6 +9,7 @@ left pending or half-deleted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ from engine.chunking import Chunk, chunk_pages
 from engine.config import Settings
 from engine.documents import IngestError, Page, read_pdf
 from engine.embeddings import Embedder
+from engine.errors import first_line
 from engine.fusion import reciprocal_rank_fusion
 from engine.lexical import LexicalIndex
 from engine.vectors import VectorStore
@@ -103,6 +105,7 @@ class Library:
         self._embedder = embedder
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
+        self._adding: set[str] = set()  # documents this process is writing right now
         self.recover()
 
     @property
@@ -151,33 +154,32 @@ class Library:
             )
         except IngestError as error:
             return IngestOutcome(name, "failed", str(error))
-        existing = self.catalog.document(parsed.doc_id)
-        if existing is not None:
-            if existing.status == READY:
+        doc_id = parsed.doc_id
+        with self._lock:
+            existing = self.catalog.document(doc_id)
+            if existing is not None and existing.status == READY:
+                message = f"already in the library as {existing.filename}"
                 return IngestOutcome(
-                    name,
-                    "duplicate",
-                    f"already in the library as {existing.filename}",
-                    parsed.doc_id,
-                    existing.pages,
-                    existing.chunks,
+                    name, "duplicate", message, doc_id, existing.pages, existing.chunks
                 )
-            return IngestOutcome(
-                name, "failed", "this file is being added right now", parsed.doc_id
-            )
-        chunks = chunk_pages(parsed.doc_id, parsed.pages, self.embedder.token_offsets)
+            if doc_id in self._adding or (existing is not None and self._in_flight(existing)):
+                return IngestOutcome(name, "failed", "this file is being added right now", doc_id)
+            self._adding.add(doc_id)
         try:
-            self._store(
-                parsed.doc_id, Path(path), name, parsed.size_bytes, parsed.pages, chunks, report
-            )
+            if existing is not None:  # left behind by a failed attempt: start again
+                self._discard(doc_id)
+            chunks = chunk_pages(doc_id, parsed.pages, self.embedder.token_offsets)
+            self._store(doc_id, Path(path), name, parsed.size_bytes, parsed.pages, chunks, report)
         except Exception as error:
-            self._discard(parsed.doc_id)
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            return IngestOutcome(name, "failed", f"could not store the document ({reason})")
+            reason = f"could not store the document ({first_line(error)})"
+            return IngestOutcome(name, "failed", reason, doc_id)
+        finally:
+            with self._lock:
+                self._adding.discard(doc_id)
         note = f"{len(parsed.pages)} pages, {len(chunks)} chunks"
         if parsed.empty_pages:
             note += f"; {parsed.empty_pages} pages without extractable text (scanned?)"
-        return IngestOutcome(name, "added", note, parsed.doc_id, len(parsed.pages), len(chunks))
+        return IngestOutcome(name, "added", note, doc_id, len(parsed.pages), len(chunks))
 
     def _store(
         self,
@@ -190,14 +192,20 @@ class Library:
         report: Progress,
     ) -> None:
         staged = self.files_dir / f".{doc_id}.{os.getpid()}.tmp"
-        shutil.copyfile(source, staged)
-        os.replace(staged, self.pdf_path(doc_id))
-        self.catalog.add_pending(doc_id, name, size_bytes, pages, chunks)
-        for start in range(0, len(chunks), EMBED_BATCH):
-            batch = chunks[start : start + EMBED_BATCH]
-            self.vectors.add(batch, self.embedder.embed([chunk.text for chunk in batch]))
-            report((start + len(batch)) / max(len(chunks), 1), f"embedding {name}")
-        self.catalog.set_status(doc_id, READY)
+        try:
+            shutil.copyfile(source, staged)
+            os.replace(staged, self.pdf_path(doc_id))
+            self.catalog.add_pending(doc_id, name, size_bytes, pages, chunks)
+            for start in range(0, len(chunks), EMBED_BATCH):
+                batch = chunks[start : start + EMBED_BATCH]
+                self.vectors.add(batch, self.embedder.embed([chunk.text for chunk in batch]))
+                report((start + len(batch)) / max(len(chunks), 1), f"embedding {name}")
+            self.catalog.set_status(doc_id, READY)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            with contextlib.suppress(Exception):  # whatever cannot be undone now, recovery undoes
+                self._discard(doc_id)
+            raise
 
     def delete(self, doc_id: str) -> bool:
         """Remove a document from all three stores; False when it is not in the library."""
@@ -217,7 +225,7 @@ class Library:
         """Undo documents a dead process left pending or half-deleted; returns their ids."""
         undone = []
         for record in self.catalog.documents(statuses=(PENDING, DELETING)):
-            if record.status == PENDING and _process_alive(record.owner_pid):
+            if self._in_flight(record):
                 continue
             self._discard(record.doc_id)
             undone.append(record.doc_id)
@@ -226,6 +234,14 @@ class Library:
             if stray.name.startswith(".") or stray.stem not in known:
                 stray.unlink(missing_ok=True)
         return undone
+
+    def _in_flight(self, record: DocumentRecord) -> bool:
+        """Whether a pending document is still being written, by this process or a live one."""
+        if record.status != PENDING:
+            return False
+        if record.owner_pid == os.getpid():
+            return record.doc_id in self._adding
+        return _process_alive(record.owner_pid)
 
     # -- search --------------------------------------------------------------------------------
 
@@ -315,8 +331,6 @@ class Library:
 
 
 def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -10,7 +10,7 @@ import pytest
 from conftest import SAMPLE_DIR
 
 from engine.library import Library
-from tests.helpers import encrypted_pdf, pdf_bytes, write
+from helpers import encrypted_pdf, pdf_bytes, write
 
 NDA = SAMPLE_DIR / "nda.pdf"
 

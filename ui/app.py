@@ -8,7 +8,7 @@ from engine.library import Library
 from ui.library_tab import build_library_tab
 
 CSS = """
-.gradio-container { max-width: 1280px !important; margin: auto; }
+.gradio-container { max-width: 1280px !important; width: 100% !important; margin: auto; }
 """
 
 
@@ -17,5 +17,5 @@ def build_app(library: Library) -> gr.Blocks:
         gr.Markdown("# Palimpsest\nDraft legal and academic text from your own sources.")
         with gr.Tabs():
             with gr.Tab("Library", id="library"):
-                build_library_tab(library)
+                build_library_tab(app, library)
     return app

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import gradio as gr
 
+from engine.errors import PalimpsestError
 from engine.library import Library
 
 DOCUMENT_HEADERS = ["Document", "Pages", "Chunks", "Added", "ID"]
-RESULT_HEADERS = ["#", "Document", "Page", "Score", "Passage"]
+RESULT_HEADERS = ["#", "Document", "Page", "Fused score", "Passage"]
 SNIPPET_CHARS = 300
 
 
@@ -34,8 +35,16 @@ def document_choices(library: Library) -> list[tuple[str, str]]:
     return [(f"{r.filename} ({r.pages} p.)", r.doc_id) for r in library.documents()]
 
 
-def build_library_tab(library: Library) -> None:
-    """Lay out the Library tab inside the current `gr.Blocks` and wire its events."""
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """One line of at most `limit` characters, cut at a word boundary with an ellipsis."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    return flat[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def build_library_tab(app: gr.Blocks, library: Library) -> None:
+    """Lay out the Library tab inside `app` and wire its events."""
     gr.Markdown("Add PDFs to your library. They stay on this machine.")
     with gr.Row():
         with gr.Column(scale=2):
@@ -46,13 +55,10 @@ def build_library_tab(library: Library) -> None:
                 label="Upload results", lines=4, interactive=False, elem_id="upload-log"
             )
         with gr.Column(scale=1):
-            to_delete = gr.Dropdown(
-                label="Remove a document", choices=document_choices(library), value=None
-            )
+            to_delete = gr.Dropdown(label="Remove a document", choices=[], value=None)
             delete_button = gr.Button("Remove from library", variant="stop")
-            delete_log = gr.Markdown(elem_id="delete-log")
+            delete_log = gr.Textbox(show_label=False, interactive=False, elem_id="delete-log")
     documents = gr.Dataframe(
-        value=document_rows(library),
         headers=DOCUMENT_HEADERS,
         label="Documents",
         interactive=False,
@@ -76,6 +82,10 @@ def build_library_tab(library: Library) -> None:
         elem_id="search-results",
     )
 
+    def refreshed():
+        """The documents table and the remove menu as the library is now."""
+        return document_rows(library), gr.update(choices=document_choices(library), value=None)
+
     def on_upload(paths: list[str] | None, progress=gr.Progress()):
         paths = paths or []
         lines = []
@@ -84,40 +94,38 @@ def build_library_tab(library: Library) -> None:
             def report(fraction: float, message: str, number: int = number) -> None:
                 progress((number + fraction) / len(paths), desc=message)
 
-            lines.append(library.ingest(path, filename=Path(path).name, progress=report).line())
-        return (
-            "\n".join(lines),
-            document_rows(library),
-            gr.update(choices=document_choices(library), value=None),
-            None,
-        )
+            try:
+                outcome = library.ingest(path, filename=Path(path).name, progress=report)
+                lines.append(outcome.line())
+            except PalimpsestError as error:
+                lines.append(f"failed: {Path(path).name}: {error}")
+        return "\n".join(lines), *refreshed(), None
 
     def on_delete(doc_id: str | None):
         record = library.document(doc_id) if doc_id else None
-        if record is None:
-            message = "Choose a document to remove."
-        elif library.delete(doc_id):
-            message = f"Removed **{record.filename}**."
-        else:
-            message = "That document is no longer in the library."
-        return (
-            message,
-            document_rows(library),
-            gr.update(choices=document_choices(library), value=None),
-        )
+        try:
+            if record is None:
+                message = "Choose a document to remove."
+            elif library.delete(doc_id):
+                message = f"Removed {record.filename}."
+            else:
+                message = "That document is no longer in the library."
+        except PalimpsestError as error:
+            message = f"Could not remove it: {error}"
+        return message, *refreshed()
 
     def on_search(text: str):
         if not text.strip():
             return []
-        hits = library.search(text, k=8)
+        try:
+            hits = library.search(text, k=8)
+        except PalimpsestError as error:
+            gr.Warning(str(error))
+            return []
+        if not hits:
+            gr.Info("No passage in the library matches that search.")
         return [
-            [
-                rank,
-                hit.filename,
-                hit.page_label,
-                round(hit.score, 4),
-                " ".join(hit.text.split())[:SNIPPET_CHARS],
-            ]
+            [rank, hit.filename, hit.page_label, round(hit.score, 4), snippet(hit.text)]
             for rank, hit in enumerate(hits, start=1)
         ]
 
@@ -128,5 +136,6 @@ def build_library_tab(library: Library) -> None:
         concurrency_limit=1,
     )
     delete_button.click(on_delete, inputs=to_delete, outputs=[delete_log, documents, to_delete])
+    app.load(refreshed, outputs=[documents, to_delete])
     search_button.click(on_search, inputs=query, outputs=results, concurrency_limit=4)
     query.submit(on_search, inputs=query, outputs=results, concurrency_limit=4)
