@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from engine.attribution import attribute
 from engine.config import Settings
 from engine.errors import PalimpsestError
 from engine.library import Library
@@ -78,6 +79,20 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_attribute(args: argparse.Namespace) -> int:
+    supports = attribute(open_library(args), args.text, k=args.k)
+    if args.json:
+        print(json.dumps([s.to_json() for s in supports], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    for rank, item in enumerate(supports, start=1):
+        quotes = " | ".join(" ".join(quote.split()) for quote in item.quotes()[:3])
+        line = f"{rank}. {item.hit.filename} p.{item.hit.page_label} support {item.support:.2f}"
+        print(line + (f"  matched: {quotes}" if quotes else ""))
+    if not supports:
+        print("no supporting passage found")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="palimpsest", description="Draft from your own PDFs with a diffusion language model."
@@ -103,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--doc", action="append", metavar="DOC_ID", help="only this document (repeatable)"
     )
     search.add_argument("--json", action="store_true")
+
+    attribution = command("attribute", cmd_attribute, "the passages that support a text")
+    attribution.add_argument("text")
+    attribution.add_argument("-k", type=int, default=3, help="number of sources (default 3)")
+    attribution.add_argument("--json", action="store_true")
 
     docs = command("docs", cmd_docs, "list the documents in the library")
     docs.add_argument("--json", action="store_true")

@@ -88,6 +88,17 @@ class VectorStore:
                 return self.collection.count()
             return len(self.collection.get(where={"doc_id": doc_id}, include=[])["ids"])
 
+    def vectors_of(self, chunk_ids: list[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of the given chunks (those that exist)."""
+        if not chunk_ids:
+            return {}
+        with _failures_explained("read", self.where):
+            result = self.collection.get(ids=list(chunk_ids), include=["embeddings"])
+        return {
+            chunk_id: np.asarray(vector, dtype=np.float32)
+            for chunk_id, vector in zip(result["ids"], result["embeddings"], strict=True)
+        }
+
     def nearest(
         self, vector: np.ndarray, n: int, doc_ids: list[str] | None = None
     ) -> list[tuple[str, float]]:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 from conftest import REPO_ROOT, SAMPLE_DIR, cli_env
-
 from helpers import write
 
 HIT_KEYS = {

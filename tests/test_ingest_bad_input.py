@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLE_DIR
+from helpers import encrypted_pdf, pdf_bytes, write
 
 from engine.library import Library
-from helpers import encrypted_pdf, pdf_bytes, write
 
 NDA = SAMPLE_DIR / "nda.pdf"
 

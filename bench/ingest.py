@@ -1,0 +1,131 @@
+"""Ingestion throughput and hybrid search latency.
+
+    python bench/ingest.py [--corpus ../shared/corpus] [--sizes 1000 10000 50000]
+
+Prints JSON:
+- ingest: pages/s and chunks/s end to end on the corpus, and the same chunk texts embedded by
+  the model alone in the same run (the baseline): `ingest_over_embedding` is the ratio of the two
+  times (target <= 1.5: parsing and storing must not dominate).
+- search: p50/p95 latency of hybrid search (query embedding included) over libraries of 1k, 10k
+  and 50k chunks. The larger libraries repeat the corpus chunks under new document ids with
+  jittered copies of their real vectors, so BM25 and HNSW work on realistic text and vectors
+  without embedding 50k chunks first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.catalog import READY
+from engine.chunking import Chunk
+from engine.config import Settings
+from engine.embeddings import Embedder
+from engine.library import Library
+
+HERE = Path(__file__).resolve().parent
+
+
+def measure_ingest(library: Library, pdfs: list[Path]) -> dict:
+    started = time.perf_counter()
+    outcomes = list(library.ingest_many(pdfs))
+    total_s = time.perf_counter() - started
+    pages = sum(o.pages for o in outcomes if o.status == "added")
+    chunks = sum(o.chunks for o in outcomes if o.status == "added")
+    texts = [c.text for c in library.catalog.ready_chunks()]
+    started = time.perf_counter()
+    library.embedder.embed(texts)
+    embed_s = time.perf_counter() - started
+    return {
+        "documents": len(outcomes),
+        "pages": pages,
+        "chunks": chunks,
+        "seconds": round(total_s, 2),
+        "pages_per_s": round(pages / total_s, 2),
+        "chunks_per_s": round(chunks / total_s, 2),
+        "embedding_only_seconds": round(embed_s, 2),
+        "embedding_share": round(min(embed_s / total_s, 1.0), 3),
+        "ingest_over_embedding": round(total_s / embed_s, 3),
+    }
+
+
+def grow_library(library: Library, target_chunks: int, rng: np.random.Generator) -> None:
+    """Add copies of the ready chunks under new document ids until the library holds enough."""
+    seed_chunks = library.catalog.ready_chunks()
+    vectors = library.embedder.embed([c.text for c in seed_chunks])
+    copy = 0
+    while len(library.catalog.ready_chunks()) < target_chunks:
+        copy += 1
+        doc_id = f"{copy:08d}" + "c" * 56
+        needed = target_chunks - len(library.catalog.ready_chunks())
+        batch = seed_chunks[:needed]
+        clones = [
+            Chunk(
+                f"{doc_id[:16]}-{i}",
+                doc_id,
+                c.page_index,
+                c.page_label,
+                c.ordinal,
+                c.char_start,
+                c.char_end,
+                c.text,
+            )
+            for i, c in enumerate(batch)
+        ]
+        jittered = vectors[: len(batch)] + rng.normal(0, 0.02, (len(batch), vectors.shape[1]))
+        jittered /= np.linalg.norm(jittered, axis=1, keepdims=True)
+        library.catalog.add_pending(doc_id, f"copy-{copy}.pdf", 0, [], clones)
+        library.vectors.add(clones, jittered.astype(np.float32))
+        library.catalog.set_status(doc_id, READY)
+
+
+def measure_search(library: Library, queries: list[str], repeats: int) -> dict:
+    library.search(queries[0], k=5)  # builds the BM25 snapshot outside the timing
+    latencies = []
+    for _ in range(repeats):
+        for query in queries:
+            started = time.perf_counter()
+            library.search(query, k=5)
+            latencies.append((time.perf_counter() - started) * 1000)
+    latencies.sort()
+    return {
+        "chunks": len(library.catalog.ready_chunks()),
+        "queries": len(latencies),
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))], 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=HERE.parent.parent / "shared" / "corpus")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    pdfs = sorted(args.corpus.glob("*.pdf")) or sorted((HERE.parent / "sample_docs").glob("*.pdf"))
+    queries = [q["query"] for q in json.loads((HERE / "retrieval_queries.json").read_text())]
+    settings = Settings()
+    embedder = Embedder(settings.embedding_model)
+    report = {
+        "embedding_model": Path(settings.embedding_model).name,
+        "pdfs": [p.name for p in pdfs],
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        library = Library(Settings(library_dir=Path(folder)), embedder=embedder)
+        report["ingest"] = measure_ingest(library, pdfs)
+        rng = np.random.default_rng(0)
+        report["search"] = []
+        for size in sorted(args.sizes):
+            grow_library(library, size, rng)
+            report["search"].append(measure_search(library, queries, args.repeats))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
