@@ -58,7 +58,8 @@ def measure_ingest(library: Library, pdfs: list[Path]) -> dict:
 def grow_library(library: Library, target_chunks: int, rng: np.random.Generator) -> None:
     """Add copies of the ready chunks under new document ids until the library holds enough."""
     seed_chunks = library.catalog.ready_chunks()
-    vectors = library.embedder.embed([c.text for c in seed_chunks])
+    stored = library.vectors.vectors_of([c.chunk_id for c in seed_chunks])
+    vectors = np.stack([stored[c.chunk_id] for c in seed_chunks])
     copy = 0
     while len(library.catalog.ready_chunks()) < target_chunks:
         copy += 1

@@ -1,0 +1,231 @@
+"""Denoiser adapters on tiny random models saved to disk and loaded like real checkpoints."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.denoiser import (
+    Denoiser,
+    HFMaskedLMDenoiser,
+    ModelLoadError,
+    TrustRemoteCodeDenoiser,
+    bert_chat_prompt,
+    build_prompt_ids,
+    forbidden_token_ids,
+)
+from engine.sampler import Canvas, SamplerSettings, pack_batch, render, step
+from engine.testmodels import (
+    build_remote_code_stub,
+    build_tiny_bert,
+    build_tiny_modernbert,
+    train_tiny_tokenizer,
+)
+
+HOW_TO_PROVIDE = "--model /path/to/folder"
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> HFMaskedLMDenoiser:
+    return HFMaskedLMDenoiser(build_tiny_bert(tmp_path_factory.mktemp("bert")), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_modernbert(tmp_path_factory) -> HFMaskedLMDenoiser:
+    folder = build_tiny_modernbert(tmp_path_factory.mktemp("modernbert"))
+    return HFMaskedLMDenoiser(folder, device="cpu")
+
+
+@pytest.fixture(params=["tiny_bert", "tiny_modernbert"])
+def denoiser(request) -> HFMaskedLMDenoiser:
+    return request.getfixturevalue(request.param)
+
+
+def ragged_batch(denoiser: Denoiser, lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded prompts of different lengths, each followed by masks, with attention masks."""
+    rng = torch.Generator().manual_seed(0)
+    width = max(lengths)
+    input_ids = torch.full((len(lengths), width), denoiser.tokenizer.pad_token_id)
+    attention_mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, length in enumerate(lengths):
+        input_ids[row, :length] = torch.randint(5, 300, (length,), generator=rng)
+        input_ids[row, length // 2 : length] = denoiser.mask_token_id
+        attention_mask[row, :length] = 1
+    return input_ids, attention_mask
+
+
+def test_adapter_satisfies_the_protocol(denoiser):
+    assert isinstance(denoiser, Denoiser)
+    assert denoiser.device == torch.device("cpu")
+    assert denoiser.max_length == 512
+    assert denoiser.tokenizer.convert_ids_to_tokens(denoiser.mask_token_id) == "[MASK]"
+
+
+def test_logits_at_positions_equal_full_model_logits(denoiser):
+    input_ids, attention_mask = ragged_batch(denoiser, [23, 9, 16])
+    positions = input_ids == denoiser.mask_token_id
+    positions[0, 0] = True  # a non-mask position too
+    selected = denoiser.logits(input_ids, attention_mask, positions)
+    with torch.inference_mode():
+        full = denoiser.model(input_ids=input_ids, attention_mask=attention_mask).logits
+    assert selected.shape == (int(positions.sum()), denoiser.vocab_size)
+    torch.testing.assert_close(selected, full[positions], rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_architecture_falls_back_to_full_logits(tiny_bert, monkeypatch):
+    input_ids, attention_mask = ragged_batch(tiny_bert, [12, 7])
+    positions = input_ids == tiny_bert.mask_token_id
+    split = tiny_bert.logits(input_ids, attention_mask, positions)
+    monkeypatch.setattr(tiny_bert, "_split", None)
+    torch.testing.assert_close(tiny_bert.logits(input_ids, attention_mask, positions), split)
+
+
+def test_prompt_uses_the_bert_chat_format_without_a_chat_template(denoiser):
+    tokenizer = denoiser.tokenizer
+    assert not tokenizer.chat_template
+    ids = build_prompt_ids(tokenizer, "Be precise.", "Draft a termination clause.")
+    text = "[SYS]\nBe precise.\n[/SYS]\n\n[Question]\nDraft a termination clause.\n[/Question]\n\n"
+    assert bert_chat_prompt("Be precise.", "Draft a termination clause.") == text + "[Answer]\n"
+    assert ids == tokenizer(text + "[Answer]\n", add_special_tokens=False)["input_ids"]
+    without_system = build_prompt_ids(tokenizer, None, "Hi")
+    decoded = "".join(tokenizer.decode(without_system).split()).lower()
+    assert decoded == "[question]hi[/question][answer]"
+
+
+def test_prompt_uses_the_chat_template_when_there_is_one(tiny_modernbert, monkeypatch):
+    tokenizer = tiny_modernbert.tokenizer
+    template = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
+    monkeypatch.setattr(tokenizer, "chat_template", template)
+    ids = build_prompt_ids(tokenizer, "Be precise.", "Draft.")
+    assert tokenizer.decode(ids) == "<system>Be precise.</system><user>Draft.</user><assistant>"
+
+
+def test_forbidden_ids_keep_padding_proposable(tiny_bert):
+    tokenizer = tiny_bert.tokenizer
+    forbidden = forbidden_token_ids(tokenizer, len(tokenizer) + 3, tiny_bert.mask_token_id)
+    assert tokenizer.pad_token_id not in forbidden  # BERT-chat fills the answer tail with padding
+    for token_id in (tokenizer.mask_token_id, tokenizer.cls_token_id, tokenizer.unk_token_id):
+        assert token_id in forbidden
+    assert {len(tokenizer), len(tokenizer) + 2} <= set(forbidden.tolist())
+
+
+def test_end_of_turn_special_tokens_stay_proposable():
+    tokenizer = train_tiny_tokenizer()
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": ["<|eot_id|>", "<|start_header_id|>"]}
+    )
+    forbidden = forbidden_token_ids(tokenizer, len(tokenizer), tokenizer.mask_token_id).tolist()
+    assert tokenizer.convert_tokens_to_ids("<|eot_id|>") not in forbidden
+    assert tokenizer.convert_tokens_to_ids("<|start_header_id|>") in forbidden
+
+
+def test_denoising_a_ragged_batch_end_to_end(denoiser):
+    """The contract between `Denoiser.logits` and `sampler.step`: rows in canvas order."""
+    tokenizer = denoiser.tokenizer
+    prompts = [build_prompt_ids(tokenizer, None, "Draft a clause."), [tokenizer.cls_token_id]]
+    forbidden = forbidden_token_ids(tokenizer, denoiser.vocab_size, denoiser.mask_token_id)
+
+    def draft(seed: int) -> list[Canvas]:
+        generator = torch.Generator().manual_seed(seed)
+        canvases = [
+            Canvas.empty(12, denoiser.mask_token_id),
+            Canvas.empty(5, denoiser.mask_token_id),
+        ]
+        for i in range(4):
+            input_ids, attention_mask, positions = pack_batch(
+                prompts, canvases, tokenizer.pad_token_id
+            )
+            logits = denoiser.logits(input_ids, attention_mask, positions)
+            canvases = step(
+                canvases,
+                logits,
+                steps_left=[4 - i] * 2,
+                step_index=[i] * 2,
+                settings=SamplerSettings(temperature=1.0),
+                forbidden=forbidden,
+                generator=generator,
+            )
+        return canvases
+
+    first, again = draft(0), draft(0)
+    assert all(c.n_masked == 0 for c in first)
+    assert all(a.equals(b) for a, b in zip(first, again, strict=True))
+    assert not torch.isin(torch.cat([c.tokens for c in first]), forbidden).any()
+    assert all(isinstance(render(tokenizer, c), str) for c in first)
+
+
+def test_missing_folder_gives_the_clear_message(tmp_path):
+    with pytest.raises(ModelLoadError, match="no such folder") as error:
+        HFMaskedLMDenoiser(tmp_path / "nowhere")
+    assert HOW_TO_PROVIDE in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "files",
+    [{"config.json": "{ this is not json"}, {"config.json": '{"model_type": "bert"}'}, {}],
+    ids=["garbage-config", "no-weights", "empty-folder"],
+)
+def test_broken_folder_gives_the_clear_message(tmp_path, files):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ModelLoadError) as error:
+        HFMaskedLMDenoiser(tmp_path)
+    assert HOW_TO_PROVIDE in str(error.value) and str(tmp_path) in str(error.value)
+
+
+def test_offline_hub_id_fails_fast(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE") as error:
+        HFMaskedLMDenoiser("palimpsest-tests/no-such-model")
+    assert time.monotonic() - start < 5
+    assert HOW_TO_PROVIDE in str(error.value)
+
+
+def test_unknown_hub_id_fails_fast_without_offline_flag(monkeypatch):
+    """Online: the hub says no such model; no network: the probe fails. Either way, quickly."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError, match="hub cannot provide it") as error:
+        HFMaskedLMDenoiser("palimpsest-tests/no-such-model")
+    assert time.monotonic() - start < 10
+    assert HOW_TO_PROVIDE in str(error.value)
+
+
+@pytest.fixture(scope="module")
+def remote_stubs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("remote")
+    return {kind: build_remote_code_stub(root / kind, kind) for kind in ("llada", "Dream")}
+
+
+def test_llada_convention_mask_id_and_unshifted_logits(remote_stubs):
+    denoiser = TrustRemoteCodeDenoiser(remote_stubs["llada"], device="cpu")
+    assert isinstance(denoiser, Denoiser)
+    assert denoiser.mask_token_id == 126336 and denoiser.tokenizer.mask_token is None
+    input_ids = torch.tensor([[5, 6, 126336, 126336]])
+    positions = input_ids == 126336
+    logits = denoiser.logits(input_ids, torch.ones_like(input_ids), positions)
+    with torch.inference_mode():
+        full = denoiser.model(input_ids).logits
+    torch.testing.assert_close(logits, full[positions])
+
+
+def test_dream_convention_logits_shifted_by_one(remote_stubs):
+    denoiser = TrustRemoteCodeDenoiser(remote_stubs["Dream"], device="cpu")
+    mask = denoiser.mask_token_id
+    assert mask == denoiser.tokenizer.mask_token_id
+    input_ids = torch.tensor([[5, 6, mask, mask], [7, mask, 0, 0]])
+    attention_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    positions = input_ids == mask
+    logits = denoiser.logits(input_ids, attention_mask, positions)
+    with torch.inference_mode():
+        raw = denoiser.model(input_ids).logits
+    # position i is read from the logits at i - 1
+    torch.testing.assert_close(logits, torch.stack([raw[0, 1], raw[0, 2], raw[1, 0]]))
