@@ -9,9 +9,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from engine.attribution import attribute
-from engine.config import Settings
+from engine.config import DEFAULT_MODEL, Settings
+from engine.draft import Draft, DraftSettings
+from engine.drafting import Drafter
 from engine.errors import PalimpsestError
 from engine.library import Library
+from engine.workspace import Workspace
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -35,6 +38,75 @@ def pdf_paths(paths: Sequence[str]) -> Iterator[Path]:
 
 def open_library(args: argparse.Namespace) -> Library:
     return Library(Settings().with_library(args.library))
+
+
+def open_workspace(args: argparse.Namespace) -> Workspace:
+    return Workspace(Settings().with_library(args.library))
+
+
+def run_to_stderr(drafter: Drafter, draft: Draft, stop_after: int | None) -> None:
+    """Run the draft, printing one progress line per step to stderr."""
+    for event in drafter.run(draft, stop_after=stop_after):
+        progress = "  ".join(
+            f"[{i + 1}] {b.step}/{b.steps_total}" + (" done" if b.done else f" {b.masked} masked")
+            for i, b in enumerate(event.blocks)
+        )
+        print(f"step {event.step}: {progress}", file=sys.stderr, flush=True)
+
+
+def print_draft(workspace: Workspace, drafter: Drafter, draft: Draft, as_json: bool) -> None:
+    data = workspace.to_json(drafter, draft)
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    state = "done" if data["done"] else f"paused at step {data['step']}"
+    print(f"{data['title']}  (draft {data['draft_id']}, {state})\n")
+    for block in data["blocks"]:
+        print(f"## {block['heading']}\n{block['text']}\n")
+        for source in block["sources"][:3]:
+            print(f"   - {source['filename']} p.{source['page_label']}")
+        print()
+
+
+def cmd_draft(args: argparse.Namespace) -> int:
+    workspace = open_workspace(args)
+    model = args.model or workspace.settings.model
+    settings = DraftSettings(
+        model=model,
+        steps=args.steps,
+        block_tokens=args.block_tokens,
+        passages=args.passages,
+        refresh_every=args.refresh_every,
+        temperature=args.temperature,
+        threshold=args.threshold,
+    )
+    drafter = workspace.drafter(model)
+    draft = drafter.start(args.instruction, args.section, settings, seed=args.seed)
+    print(f"draft {draft.draft_id}", file=sys.stderr, flush=True)
+    run_to_stderr(drafter, draft, args.stop_after)
+    print_draft(workspace, drafter, draft, args.json)
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    workspace = open_workspace(args)
+    draft, drafter = workspace.open(args.draft_id)
+    run_to_stderr(drafter, draft, args.stop_after)
+    print_draft(workspace, drafter, draft, args.json)
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    workspace = open_workspace(args)
+    draft, drafter = workspace.open(args.draft_id)
+    print_draft(workspace, drafter, draft, args.json)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    path = open_workspace(args).export(args.draft_id, args.format, args.output)
+    print(f"wrote {path}")
+    return EXIT_OK
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -123,6 +195,49 @@ def build_parser() -> argparse.ArgumentParser:
     attribution.add_argument("text")
     attribution.add_argument("-k", type=int, default=3, help="number of sources (default 3)")
     attribution.add_argument("--json", action="store_true")
+
+    draft = command("draft", cmd_draft, "draft sections from the library with a diffusion model")
+    draft.add_argument("instruction")
+    draft.add_argument(
+        "--section",
+        action="append",
+        required=True,
+        metavar="HEADING",
+        help="a section heading (repeat for each section)",
+    )
+    draft.add_argument(
+        "--model",
+        help="hub id, model folder, or 'demo' (default: "
+        "$PALIMPSEST_MODEL or " + DEFAULT_MODEL + ")",
+    )
+    draft.add_argument("--steps", type=int, default=16, help="denoising steps per block")
+    draft.add_argument("--block-tokens", type=int, default=64, help="tokens per section")
+    draft.add_argument("--passages", type=int, default=3, help="evidence passages per section")
+    draft.add_argument(
+        "--refresh-every",
+        type=int,
+        default=4,
+        help="re-retrieve evidence from the draft every N steps (0: never)",
+    )
+    draft.add_argument("--temperature", type=float, default=0.0)
+    draft.add_argument("--threshold", type=float, help="commit by confidence >= this (Fast-dLLM)")
+    draft.add_argument("--seed", type=int, default=0)
+    draft.add_argument("--stop-after", type=int, metavar="N", help="pause after N steps")
+    draft.add_argument("--json", action="store_true")
+
+    resume = command("resume", cmd_resume, "continue a saved draft from its step")
+    resume.add_argument("draft_id")
+    resume.add_argument("--stop-after", type=int, metavar="N", help="pause after N steps")
+    resume.add_argument("--json", action="store_true")
+
+    show = command("show", cmd_show, "print a saved draft")
+    show.add_argument("draft_id")
+    show.add_argument("--json", action="store_true")
+
+    export = command("export", cmd_export, "export a draft to Markdown or DOCX with footnotes")
+    export.add_argument("draft_id")
+    export.add_argument("--format", choices=["md", "docx"], required=True)
+    export.add_argument("-o", "--output", required=True, metavar="FILE")
 
     docs = command("docs", cmd_docs, "list the documents in the library")
     docs.add_argument("--json", action="store_true")

@@ -14,6 +14,7 @@ import platformdirs
 
 DEFAULT_MAX_FILE_MB = 200
 DEFAULT_MAX_PAGES = 5000
+DEFAULT_MODEL = "dllm-hub/ModernBERT-large-chat-v0.1"
 
 
 def default_library_dir() -> Path:
@@ -39,6 +40,7 @@ class Settings:
     library_dir: Path = field(default_factory=default_library_dir)
     embedding_model: str = field(default_factory=default_embedding_model)
     chroma_url: str | None = field(default_factory=lambda: os.environ.get("PALIMPSEST_CHROMA_URL"))
+    model: str = field(default_factory=lambda: os.environ.get("PALIMPSEST_MODEL", DEFAULT_MODEL))
     max_file_mb: float = field(
         default_factory=lambda: float(os.environ.get("PALIMPSEST_MAX_FILE_MB", DEFAULT_MAX_FILE_MB))
     )

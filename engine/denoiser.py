@@ -19,6 +19,7 @@ read with `local_files_only=True`; a hub id is tried from the local cache first,
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -334,3 +335,24 @@ class TrustRemoteCodeDenoiser:
         pair_mask = (keep[:, None, :, None] & keep[:, None, None, :]).contiguous()
         position_ids = (keep.long().cumsum(-1) - 1).clamp_min(0)
         return self.model(input_ids, pair_mask, position_ids).logits
+
+
+REMOTE_CODE_FAMILIES = ("llada", "dream")  # hub ids of these load through their own code
+
+
+def load_denoiser(name: str | Path, device: str | torch.device | None = None) -> Denoiser:
+    """The adapter a model needs: its own code (a local config with `auto_map`, or a LLaDA or
+    Dream hub id), else the masked-LM adapter."""
+    config = Path(str(name)).expanduser() / "config.json"
+    if config.is_file():
+        try:
+            remote = "auto_map" in json.loads(config.read_text())
+        except (OSError, ValueError) as exc:
+            raise load_error(
+                str(name), f"its config.json is unreadable ({_one_line(exc)})"
+            ) from exc
+    else:
+        remote = any(family in str(name).lower() for family in REMOTE_CODE_FAMILIES)
+    if remote:
+        return TrustRemoteCodeDenoiser(name, device=device)
+    return HFMaskedLMDenoiser(name, device=device)

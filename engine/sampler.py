@@ -392,10 +392,10 @@ def render(
     text = tokenizer.decode(keep, skip_special_tokens=False)
     if placeholder is not None:
         text = text.replace(tokenizer.convert_ids_to_tokens(canvas.mask_id), placeholder)
-    return _trim_end(text, end_markers)
+    return trim_end_markers(text, end_markers)
 
 
-def _trim_end(text: str, end_markers: Sequence[str]) -> str:
+def trim_end_markers(text: str, end_markers: Sequence[str]) -> str:
     """Strip trailing end markers, matched ignoring case and spaces: an uncased WordPiece
     tokenizer decodes "[/Answer]" as "[ / answer ]"."""
     patterns = [

@@ -1,0 +1,218 @@
+"""The state of a draft: its instruction, settings and blocks, and the block-level operations.
+
+A `Draft` is plain state (no model, no I/O), so it can be persisted, reloaded in a new process and
+compared. A block's text and the mapping from its characters to canvas positions come from the
+denoiser's tokenizer; the operations here (pin, unpin, edit) never touch a PINNED position's
+token, which is what the invariants of DESIGN section 2 require.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from engine.config import DEFAULT_MODEL
+from engine.errors import PalimpsestError
+from engine.library import SearchHit
+from engine.sampler import Canvas, SamplerSettings, State, pin, trim_end_markers, unpin
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+MASK_GLYPH = "▒"
+END_MARKERS = ("[/Answer]",)
+
+
+class DraftError(PalimpsestError):
+    """An operation on a draft that cannot be done as asked; the message says why."""
+
+
+@dataclass
+class DraftSettings:
+    model: str = DEFAULT_MODEL
+    steps: int = 16  # denoising steps per block run
+    block_tokens: int = 64  # canvas length of a new block
+    passages: int = 3  # evidence passages per block
+    refresh_every: int = 4  # re-run retrieval from the block's text every R steps (0: never)
+    temperature: float = 0.0
+    order: str = "low_confidence"
+    threshold: float | None = None  # None: linear schedule; else commit by confidence >= tau
+    context_chars: int = 200  # how much of the neighbouring blocks each block sees
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.block_tokens < 1 or self.passages < 0:
+            raise DraftError("steps and block length must be at least 1, passages at least 0")
+        self.sampler()  # validates temperature, order and threshold
+
+    def sampler(self) -> SamplerSettings:
+        try:
+            return SamplerSettings(self.temperature, self.order, self.threshold)
+        except ValueError as error:
+            raise DraftError(str(error)) from error
+
+
+@dataclass
+class Block:
+    heading: str
+    canvas: Canvas
+    targets: list[str] = field(default_factory=list)  # doc ids retrieval is limited to
+    evidence: list[SearchHit] = field(default_factory=list)
+    step: int = 0  # steps done in the block's current run
+    steps_total: int = 16  # step budget of the current run
+
+    @property
+    def done(self) -> bool:
+        return self.canvas.n_masked == 0
+
+
+@dataclass
+class Draft:
+    instruction: str
+    blocks: list[Block]
+    settings: DraftSettings
+    seed: int
+    draft_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    title: str = ""
+    step: int = 0  # forward passes run on this draft, all runs together
+    rng_state: bytes | None = None  # the sampler generator's state after the last step
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+
+    @property
+    def done(self) -> bool:
+        return all(block.done for block in self.blocks)
+
+
+def new_draft(
+    instruction: str,
+    headings: list[str],
+    settings: DraftSettings,
+    seed: int,
+    mask_id: int,
+    title: str | None = None,
+) -> Draft:
+    instruction = instruction.strip()
+    headings = [h.strip() for h in headings if h.strip()]
+    if not instruction:
+        raise DraftError("write an instruction: what should the draft say?")
+    if not headings:
+        raise DraftError("add at least one section heading")
+    blocks = [
+        Block(h, Canvas.empty(settings.block_tokens, mask_id), steps_total=settings.steps)
+        for h in headings
+    ]
+    return Draft(instruction, blocks, settings, seed, title=title or instruction[:80])
+
+
+# -- text and positions ------------------------------------------------------------------------
+
+
+def text_and_spans(
+    tokenizer: PreTrainedTokenizerBase, canvas: Canvas, show_masks: bool = True
+) -> tuple[str, list[tuple[int, int] | None]]:
+    """A block's text, and for every canvas position the characters it occupies (None when it
+    shows nothing: special tokens, trimmed end markers, hidden masks).
+
+    Decoding prefix by prefix keeps the tokenizer's own spacing and word-piece joining, so the
+    spans are exactly what the user sees and selects.
+    """
+    special = set(tokenizer.all_special_ids)
+    glyph_id = canvas.mask_id
+    kept: list[int] = []
+    owners: list[int] = []
+    for position, (token, masked) in enumerate(
+        zip(canvas.tokens.tolist(), canvas.masked.tolist(), strict=True)
+    ):
+        if (masked and show_masks) or (not masked and token not in special):
+            kept.append(glyph_id if masked else token)
+            owners.append(position)
+    mask_text = tokenizer.convert_ids_to_tokens(glyph_id)
+    spans: list[tuple[int, int] | None] = [None] * len(canvas)
+    text = ""
+    for count, position in enumerate(owners, start=1):
+        decoded = tokenizer.decode(kept[:count], skip_special_tokens=False)
+        decoded = decoded.replace(mask_text, MASK_GLYPH)
+        start = len(text.rstrip()) if decoded.startswith(text.rstrip()) else len(text)
+        start = min(start, len(decoded))
+        while start < len(decoded) and decoded[start] == " ":
+            start += 1
+        spans[position] = (start, len(decoded)) if len(decoded) > start else None
+        text = decoded
+    trimmed = trim_end_markers(text, END_MARKERS)
+    spans = [s if s is not None and s[1] <= len(trimmed) else None for s in spans]
+    return trimmed, spans
+
+
+def block_text(tokenizer: PreTrainedTokenizerBase, block: Block, show_masks: bool = False) -> str:
+    return text_and_spans(tokenizer, block.canvas, show_masks)[0]
+
+
+def positions_in(spans: list[tuple[int, int] | None], start: int, end: int) -> list[int]:
+    """Canvas positions whose characters overlap the selection [start, end)."""
+    return [i for i, s in enumerate(spans) if s is not None and s[0] < end and s[1] > start]
+
+
+def pinned_spans(tokenizer: PreTrainedTokenizerBase, block: Block) -> list[tuple[int, int, str]]:
+    """(start, end, text) of each run of pinned positions, in the block's text (masks shown)."""
+    text, spans = text_and_spans(tokenizer, block.canvas)
+    runs: list[list[int]] = []
+    previous = None
+    for position in block.canvas.pinned.nonzero().squeeze(1).tolist():
+        if spans[position] is None:
+            continue
+        if previous is not None and position == previous + 1:
+            runs[-1][1] = spans[position][1]
+        else:
+            runs.append([spans[position][0], spans[position][1]])
+        previous = position
+    return [(start, end, text[start:end]) for start, end in runs]
+
+
+# -- operations on one block ---------------------------------------------------------------------
+
+
+def pin_selection(tokenizer: PreTrainedTokenizerBase, block: Block, start: int, end: int) -> None:
+    """Pin the whole tokens covering characters [start, end) of the block's text (masks shown).
+
+    Masked positions inside the selection stay masked: only text that exists can be pinned.
+    """
+    text, spans = text_and_spans(tokenizer, block.canvas)
+    if not 0 <= start < end <= len(text):
+        raise DraftError(f"the selection {start}-{end} is outside the block's text")
+    positions = [p for p in positions_in(spans, start, end) if not block.canvas.masked[p]]
+    if not positions:
+        raise DraftError("the selection holds no written text to pin yet")
+    block.canvas = pin(block.canvas, positions)
+
+
+def unpin_selection(tokenizer: PreTrainedTokenizerBase, block: Block, start: int, end: int) -> None:
+    _, spans = text_and_spans(tokenizer, block.canvas)
+    block.canvas = unpin(block.canvas, positions_in(spans, start, end))
+
+
+def edit_text(
+    tokenizer: PreTrainedTokenizerBase, block: Block, new_text: str, lock: bool = False
+) -> None:
+    """Replace the block's text with the user's; pinned passages must survive and stay pinned.
+
+    The canvas length follows the text. With `lock`, the user's whole text becomes pinned.
+    """
+    kept = [span_text for _, _, span_text in pinned_spans(tokenizer, block)]
+    tokens = tokenizer(new_text, add_special_tokens=False)["input_ids"]
+    if not tokens:
+        raise DraftError("a block cannot be empty; re-run it to draft it again")
+    state = State.PINNED if lock else State.COMMITTED
+    edited = Canvas.from_tokens(tokens, block.canvas.mask_id, state=state)
+    decoded, _ = text_and_spans(tokenizer, edited)  # the text as the tokenizer will show it
+    missing = [span_text for span_text in kept if span_text not in decoded]
+    if missing:
+        raise DraftError(f"the edit removes pinned text “{missing[0]}”; unpin it first")
+    block.canvas = edited
+    cursor = 0
+    for span_text in kept:
+        start = decoded.index(span_text, cursor)
+        pin_selection(tokenizer, block, start, start + len(span_text))
+        cursor = start + len(span_text)
+    block.step = block.steps_total

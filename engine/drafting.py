@@ -1,0 +1,195 @@
+"""Running a draft: rounds of retrieval and batched denoising steps, and the block operations
+that re-noise (re-run, retarget) before denoising resumes.
+
+`Drafter.run` yields a `StepEvent` after every step, once the step is persisted, so the UI and the
+CLI stream the same thing and a killed process loses at most the step in flight. All randomness
+goes through one `torch.Generator` whose state is saved with the draft: resuming in a new process
+continues the exact same stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from engine.denoiser import Denoiser, forbidden_token_ids
+from engine.draft import Block, Draft, DraftError, DraftSettings, block_text, new_draft
+from engine.draft_store import DraftStore
+from engine.library import Library
+from engine.prompting import prompt_ids
+from engine.sampler import pack_batch, renoise, step
+
+
+@dataclass(frozen=True)
+class BlockView:
+    heading: str
+    text: str  # masks shown as MASK_GLYPH
+    step: int
+    steps_total: int
+    masked: int
+    done: bool
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    draft_id: str
+    step: int  # the draft's step counter after this step
+    stepped: list[int]  # blocks advanced by this step
+    blocks: list[BlockView]
+    done: bool
+
+
+class Drafter:
+    """Drafts with one denoiser over one library, saving every step to a `DraftStore`."""
+
+    def __init__(self, library: Library, denoiser: Denoiser, store: DraftStore):
+        self.library = library
+        self.denoiser = denoiser
+        self.store = store
+        self.tokenizer = denoiser.tokenizer
+        self.forbidden = forbidden_token_ids(
+            self.tokenizer, denoiser.vocab_size, denoiser.mask_token_id
+        )
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.eos_token_id or 0
+
+    # -- creating and viewing ------------------------------------------------------------------
+
+    def start(
+        self, instruction: str, headings: list[str], settings: DraftSettings, seed: int = 0
+    ) -> Draft:
+        if settings.block_tokens >= self.denoiser.max_length // 2:
+            raise DraftError(
+                f"blocks of {settings.block_tokens} tokens leave too little room for sources in "
+                f"this model's {self.denoiser.max_length}-token context"
+            )
+        draft = new_draft(instruction, headings, settings, seed, self.denoiser.mask_token_id)
+        draft.rng_state = torch.Generator().manual_seed(seed).get_state().numpy().tobytes()
+        self.store.save(draft)
+        return draft
+
+    def view(self, draft: Draft, index: int) -> BlockView:
+        block = draft.blocks[index]
+        return BlockView(
+            heading=block.heading,
+            text=block_text(self.tokenizer, block, show_masks=True),
+            step=block.step,
+            steps_total=block.steps_total,
+            masked=block.canvas.n_masked,
+            done=block.done,
+        )
+
+    def text(self, draft: Draft, index: int) -> str:
+        return block_text(self.tokenizer, draft.blocks[index])
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def run(
+        self,
+        draft: Draft,
+        only: list[int] | None = None,
+        stop_after: int | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Iterator[StepEvent]:
+        """Denoise the unfinished blocks (or `only` these) until done, `stop_after` steps, or
+        `should_stop()` is true between steps (pause)."""
+        generator = _generator(draft)
+        steps_run = 0
+        while True:
+            active = [
+                i
+                for i, block in enumerate(draft.blocks)
+                if not block.done and (only is None or i in only)
+            ]
+            if not active or (stop_after is not None and steps_run >= stop_after) or should_stop():
+                return
+            for i in active:
+                block = draft.blocks[i]
+                every = draft.settings.refresh_every
+                if not block.evidence or (every and block.step % every == 0 and block.step > 0):
+                    self.refresh_evidence(draft, i)
+            self._step(draft, active, generator)
+            steps_run += 1
+            self.store.save(draft)
+            yield StepEvent(
+                draft.draft_id,
+                draft.step,
+                active,
+                [self.view(draft, i) for i in range(len(draft.blocks))],
+                draft.done,
+            )
+
+    def _step(self, draft: Draft, active: list[int], generator: torch.Generator) -> None:
+        blocks = [draft.blocks[i] for i in active]
+        prompts = [self._prompt(draft, i) for i in active]
+        canvases = [block.canvas for block in blocks]
+        input_ids, attention_mask, positions = pack_batch(prompts, canvases, self.pad_id)
+        logits = self.denoiser.logits(input_ids, attention_mask, positions)
+        stepped = step(
+            canvases,
+            logits,
+            steps_left=[max(b.steps_total - b.step, 1) for b in blocks],
+            step_index=[draft.step + 1] * len(blocks),
+            settings=draft.settings.sampler(),
+            forbidden=self.forbidden,
+            generator=generator,
+        )
+        for block, canvas in zip(blocks, stepped, strict=True):
+            block.canvas = canvas
+            block.step += 1
+        draft.step += 1
+        draft.rng_state = generator.get_state().numpy().tobytes()
+
+    def _prompt(self, draft: Draft, index: int) -> list[int]:
+        block = draft.blocks[index]
+        budget = self.denoiser.max_length - len(block.canvas)
+        chars = draft.settings.context_chars
+        before = self.text(draft, index - 1)[-chars:] if index > 0 else ""
+        after = self.text(draft, index + 1)[:chars] if index + 1 < len(draft.blocks) else ""
+        return prompt_ids(
+            self.tokenizer, budget, draft.instruction, block.heading, block.evidence, before, after
+        )
+
+    def refresh_evidence(self, draft: Draft, index: int) -> None:
+        """Retrieve the block's evidence from the instruction, its heading and its text so far."""
+        block = draft.blocks[index]
+        query = " ".join([draft.instruction, block.heading, self.text(draft, index)])
+        block.evidence = self.library.search(
+            query, k=draft.settings.passages, doc_ids=block.targets or None
+        )
+
+    # -- operations that re-noise one block ------------------------------------------------------
+
+    def rerun(self, draft: Draft, index: int, strength: float = 1.0) -> None:
+        """Re-mask `strength` of the block's unpinned positions; `run(only=[index])` redrafts it."""
+        block = block_of(draft, index)
+        generator = _generator(draft)
+        block.canvas = renoise(block.canvas, strength, generator)
+        block.step, block.steps_total = 0, draft.settings.steps
+        draft.rng_state = generator.get_state().numpy().tobytes()
+        self.refresh_evidence(draft, index)
+        self.store.save(draft)
+
+    def retarget(self, draft: Draft, index: int, doc_ids: list[str], strength: float = 1.0) -> None:
+        """Limit the block's retrieval to `doc_ids` (none: the whole library) and re-run it."""
+        unknown = [d for d in doc_ids if self.library.document(d) is None]
+        if unknown:
+            raise DraftError(f"no document {unknown[0][:12]} in the library")
+        block_of(draft, index).targets = list(doc_ids)
+        self.rerun(draft, index, strength)
+
+
+def _generator(draft: Draft) -> torch.Generator:
+    generator = torch.Generator()
+    if draft.rng_state is None:
+        return generator.manual_seed(draft.seed)
+    return generator.set_state(torch.frombuffer(bytearray(draft.rng_state), dtype=torch.uint8))
+
+
+def block_of(draft: Draft, index: int) -> Block:
+    if not 0 <= index < len(draft.blocks):
+        raise DraftError(f"the draft has no block {index + 1}")
+    return draft.blocks[index]

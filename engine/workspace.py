@@ -1,0 +1,116 @@
+"""One library folder with everything that works on it: documents, drafts and models.
+
+The CLI and the UI both go through a `Workspace`, so they are two faces of the same engine API.
+Models are loaded once per workspace and shared; the "demo" model is a tiny randomly initialised
+masked LM built on first use, so the whole drafting interaction can be tried without a checkpoint
+(its text is meaningless).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from engine.attribution import Support, attribute
+from engine.config import Settings
+from engine.denoiser import Denoiser, load_denoiser
+from engine.draft import Draft, DraftError, block_text, pinned_spans
+from engine.draft_store import DraftStore
+from engine.drafting import Drafter
+from engine.embeddings import Embedder
+from engine.export import Citation, ExportSection, export_draft
+from engine.library import Library
+
+DEMO_MODEL = "demo"
+
+
+class Workspace:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None):
+        self.settings = settings
+        self.library = Library(settings, embedder=embedder)
+        self.drafts = DraftStore(settings.library_dir / "drafts.sqlite3")
+        self._denoisers: dict[str, Denoiser] = {}
+        self._lock = threading.Lock()
+
+    def denoiser(self, model: str) -> Denoiser:
+        """The denoiser for `model` (hub id, folder, or "demo"), loaded once."""
+        with self._lock:
+            if model not in self._denoisers:
+                self._denoisers[model] = load_denoiser(self._model_path(model))
+            return self._denoisers[model]
+
+    def _model_path(self, model: str) -> str:
+        if model != DEMO_MODEL:
+            return model
+        folder = self.settings.library_dir / "models" / "demo-tiny-bert"
+        if not (folder / "config.json").is_file():
+            from engine.testmodels import build_tiny_bert
+
+            build_tiny_bert(folder)
+        return str(folder)
+
+    def drafter(self, model: str) -> Drafter:
+        return Drafter(self.library, self.denoiser(model), self.drafts)
+
+    def open(self, draft_id: str) -> tuple[Draft, Drafter]:
+        draft = self.drafts.load(draft_id)
+        return draft, self.drafter(draft.settings.model)
+
+    # -- what a draft says and where it comes from ------------------------------------------
+
+    def sources(self, drafter: Drafter, draft: Draft, index: int, k: int = 3) -> list[Support]:
+        """The passages that support a block's current text, within its target documents."""
+        text = drafter.text(draft, index)
+        return attribute(self.library, text, k=k, doc_ids=draft.blocks[index].targets or None)
+
+    def to_json(self, drafter: Drafter, draft: Draft) -> dict:
+        """The draft as DESIGN section 3 shows it: blocks with text, step, pins and sources."""
+        blocks = []
+        for index, block in enumerate(draft.blocks):
+            done_text = drafter.text(draft, index) if block.done else ""
+            sources = (
+                [s.to_json() for s in self.sources(drafter, draft, index)]
+                if done_text.strip()
+                else [hit.to_json() for hit in block.evidence]
+            )
+            blocks.append(
+                {
+                    "heading": block.heading,
+                    "text": block_text(drafter.tokenizer, block, show_masks=not block.done),
+                    "step": block.step,
+                    "steps_total": block.steps_total,
+                    "done": block.done,
+                    "targets": block.targets,
+                    "pins": [
+                        {"start": s, "end": e, "text": t}
+                        for s, e, t in pinned_spans(drafter.tokenizer, block)
+                    ],
+                    "sources": sources,
+                }
+            )
+        return {
+            "draft_id": draft.draft_id,
+            "title": draft.title,
+            "step": draft.step,
+            "done": draft.done,
+            "blocks": blocks,
+        }
+
+    def export(self, draft_id: str, fmt: str, path: str | Path) -> Path:
+        draft, drafter = self.open(draft_id)
+        sections = []
+        for index, block in enumerate(draft.blocks):
+            supports = self.sources(drafter, draft, index, k=2)
+            citations = [
+                Citation(s.hit.filename, s.hit.page_label, _evidence_quote(s)) for s in supports
+            ]
+            sections.append(ExportSection(block.heading, drafter.text(draft, index), citations))
+        if fmt not in ("md", "docx"):
+            raise DraftError(f"unknown export format {fmt!r}: choose md or docx")
+        return export_draft(path, fmt, draft.title, sections, draft.instruction)
+
+
+def _evidence_quote(support: Support) -> str:
+    """The longest verbatim match with the source, else the whole supporting passage."""
+    quotes = support.quotes()
+    return max(quotes, key=len) if quotes else support.hit.text
