@@ -15,6 +15,8 @@ from engine.config import Settings  # noqa: E402
 from engine.embeddings import Embedder  # noqa: E402
 from engine.library import Library  # noqa: E402
 
+pytest_plugins = ["drafting_fixtures"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "sample_docs"
 CORPUS_DIR = REPO_ROOT.parent / "shared" / "corpus"

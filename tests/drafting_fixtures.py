@@ -1,0 +1,42 @@
+"""Fixtures for drafting tests: a tiny real model on disk and a workspace over the samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_PDFS
+
+from engine.config import Settings
+from engine.draft import DraftSettings
+from engine.testmodels import build_tiny_bert
+from engine.workspace import Workspace
+
+HEADINGS = ["Termination for convenience", "Termination for cause", "Effect of termination"]
+INSTRUCTION = "Draft the termination clauses of a services agreement, following the precedents."
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert", seed=0)
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory, embedder) -> Workspace:
+    folder = tmp_path_factory.mktemp("draft-library")
+    workspace = Workspace(Settings(library_dir=folder), embedder=embedder)
+    for path in SAMPLE_PDFS:
+        assert workspace.library.ingest(path).status == "added"
+    return workspace
+
+
+def draft_settings(model: Path, **overrides) -> DraftSettings:
+    values = {
+        "model": str(model),
+        "steps": 6,
+        "block_tokens": 24,
+        "passages": 2,
+        "refresh_every": 2,
+    }
+    values.update(overrides)
+    return DraftSettings(**values)
