@@ -24,15 +24,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from engine.cli import quiet_model_loading
     from engine.config import Settings
-    from engine.library import Library
+    from engine.workspace import Workspace
     from ui.app import CSS, build_app
 
     quiet_model_loading()
     settings = Settings().with_library(args.library)
-    library = Library(settings)
-    library.warm_up()
+    workspace = Workspace(settings)
+    workspace.library.warm_up()
     print(f"Library: {settings.library_dir}", flush=True)
-    app = build_app(library)
+    app = build_app(workspace)
     app.queue(default_concurrency_limit=4)
     app.launch(server_name=args.host, server_port=args.port, css=CSS, show_error=False)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
@@ -41,6 +42,7 @@ EXAMPLE_HUB_ID = "dllm-hub/ModernBERT-large-chat-v0.1"
 LLADA_MASK_TOKEN_ID = 126336  # <|mdm_mask|>
 END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|endoftext|>")
 HUB_PROBE_TIMEOUT_S = 5.0
+_RESERVED = re.compile(r"^\[unused\d+\]$")  # BERT's reserved vocabulary slots: never text
 
 T = TypeVar("T")
 
@@ -205,8 +207,9 @@ def forbidden_token_ids(
     """Ids the sampler must never propose: the mask, special tokens other than the stop tokens,
     and logit rows past the tokenizer's vocabulary (models pad the vocabulary for speed)."""
     specials = set(tokenizer.all_special_ids) - stop_token_ids(tokenizer)
-    unused = range(len(tokenizer), vocab_size)
-    return torch.tensor(sorted(specials | {mask_token_id} | set(unused)), dtype=torch.long)
+    unused = set(range(len(tokenizer), vocab_size))
+    unused |= {i for token, i in tokenizer.get_vocab().items() if _RESERVED.match(token)}
+    return torch.tensor(sorted(specials | {mask_token_id} | unused), dtype=torch.long)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine.library import Library
+from engine.workspace import Workspace
+from ui.draft_tab import build_draft_tab
+from ui.drafts_tab import build_drafts_tab
 from ui.library_tab import build_library_tab
+from ui.runs import RunRegistry
 
 CSS = """
-.gradio-container { max-width: 1280px !important; width: 100% !important; margin: auto; }
+.gradio-container { max-width: 1440px !important; width: 100% !important; margin: auto; }
+.confidence-view { line-height: 1.8; white-space: pre-wrap; }
+#draft-progress progress { width: 60%; height: 14px; vertical-align: middle; }
 """
 
 
-def build_app(library: Library) -> gr.Blocks:
+def build_app(workspace: Workspace) -> gr.Blocks:
+    runs = RunRegistry()
     with gr.Blocks(title="Palimpsest") as app:
         gr.Markdown("# Palimpsest\nDraft legal and academic text from your own sources.")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Library", id="library"):
-                build_library_tab(app, library)
+                build_library_tab(app, workspace.library)
+            with gr.Tab("Draft", id="draft") as draft:
+                draft_tab = build_draft_tab(app, draft, workspace, runs)
+            with gr.Tab("Drafts", id="drafts") as drafts:
+                build_drafts_tab(app, drafts, tabs, workspace, runs, draft_tab)
     return app

@@ -1,0 +1,533 @@
+"""The Draft tab: write an instruction and sections, watch every block denoise, and work on each
+block (pin, unpin, edit, re-run, retarget) while its sources stay one click from the page.
+
+Handlers load the draft from the store, call one engine operation and turn the result into
+component values (`ui.draft_view`); the draft store is the only state shared between them.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import gradio as gr
+
+from engine.config import DEFAULT_MODEL
+from engine.draft import Draft, DraftSettings, edit_text, pin_selection, unpin_selection
+from engine.drafting import Drafter
+from engine.errors import PalimpsestError
+from engine.page_images import render_page
+from engine.workspace import DEMO_MODEL, Workspace
+from ui.draft_view import (
+    SourceRow,
+    block_status,
+    confidence_html,
+    pin_choices,
+    rows_from_evidence,
+    rows_from_supports,
+    timeline_html,
+)
+from ui.runs import RunRegistry
+
+MAX_BLOCKS = 8
+SOURCE_HEADERS = ["Document", "Page", "Score", "Evidence"]
+DEMO_LABEL = "Demo model: tiny, random weights, produces meaningless text"
+SCHEDULE, THRESHOLD = "Linear schedule", "Confidence threshold"
+
+
+@dataclass
+class BlockSlot:
+    """The components of one block card."""
+
+    group: gr.Group
+    header: gr.Markdown
+    text: gr.Textbox
+    confidence: gr.HTML
+    sources: gr.Dataframe
+    pins: gr.Dropdown
+    rows: gr.State  # the SourceRows behind the sources table, for clicks
+    selection: gr.State  # [start, end] of the text the user selected
+    pin: gr.Button
+    unpin: gr.Button
+    save: gr.Button
+    lock: gr.Checkbox
+    strength: gr.Slider
+    rerun: gr.Button
+    targets: gr.Dropdown
+    retarget: gr.Button
+
+    def outputs(self) -> list:
+        return [
+            self.group,
+            self.header,
+            self.text,
+            self.confidence,
+            self.sources,
+            self.pins,
+            self.rows,
+        ]
+
+
+def model_choices(default: str) -> list[tuple[str, str]]:
+    choices = [(DEMO_LABEL, DEMO_MODEL), (DEFAULT_MODEL, DEFAULT_MODEL)]
+    if default not in (DEMO_MODEL, DEFAULT_MODEL):
+        choices.append((default, default))
+    return choices
+
+
+def block_values(
+    workspace: Workspace, drafter: Drafter, draft: Draft, index: int, with_attribution: bool
+) -> list:
+    block = draft.blocks[index]
+    if with_attribution and block.done and drafter.text(draft, index).strip():
+        rows = rows_from_supports(workspace.sources(drafter, draft, index))
+    else:
+        rows = rows_from_evidence(block.evidence)
+    return [
+        gr.update(visible=True),
+        block_status(draft, index),
+        drafter.text(draft, index) if block.done else _text_with_masks(drafter, draft, index),
+        confidence_html(drafter.tokenizer, draft, index),
+        [row.cells() for row in rows],
+        gr.update(choices=pin_choices(drafter.tokenizer, draft, index), value=None),
+        rows,
+    ]
+
+
+def _text_with_masks(drafter: Drafter, draft: Draft, index: int) -> str:
+    return drafter.view(draft, index).text
+
+
+def hidden_block() -> list:
+    return [gr.update(visible=False), "", "", "", [], gr.update(choices=[], value=None), []]
+
+
+def overall_progress(draft: Draft) -> str:
+    done = sum(b.step for b in draft.blocks)
+    total = sum(b.steps_total for b in draft.blocks) or 1
+    state = "done" if draft.done else f"step {draft.step}"
+    return (
+        f'<div id="draft-progress"><progress max="{total}" value="{done}"></progress> '
+        f"{state} · {sum(b.done for b in draft.blocks)}/{len(draft.blocks)} blocks done</div>"
+    )
+
+
+@dataclass
+class DraftTab:
+    """What other tabs need of the Draft tab: the session's draft and how to show one."""
+
+    draft_id: gr.State
+    outputs: list  # the components `show` fills, in order
+    show: Callable[[str], list]  # draft id -> values for `outputs`
+    instruction: gr.Textbox
+    sections: gr.Textbox
+
+
+def build_draft_tab(
+    app: gr.Blocks, tab: gr.Tab, workspace: Workspace, runs: RunRegistry
+) -> DraftTab:
+    """Lay out the Draft tab in `app` and wire it."""
+    draft_id = gr.State(None)
+    with gr.Row():
+        with gr.Column(scale=3):
+            instruction = gr.Textbox(
+                label="Instruction",
+                lines=2,
+                elem_id="instruction",
+                placeholder="e.g. Draft the termination clauses of a services agreement, "
+                "following the precedents in my library",
+            )
+            sections = gr.Textbox(
+                label="Sections, one heading per line",
+                lines=4,
+                elem_id="sections",
+                placeholder="Termination for convenience\nTermination for cause\nEffect of "
+                "termination",
+            )
+        with gr.Column(scale=2), gr.Accordion("Settings", open=False, elem_id="settings"):
+            model = gr.Dropdown(
+                label="Model: a hub id, a local model folder, or the demo model",
+                choices=model_choices(workspace.settings.model),
+                value=workspace.settings.model,
+                allow_custom_value=True,
+                elem_id="model",
+            )
+            gr.Markdown(
+                "<small>A hub model is downloaded once, when online. Offline, type the path of "
+                "a model folder, or try the interaction with the demo model.</small>"
+            )
+            steps = gr.Slider(2, 64, value=16, step=1, label="Steps per block")
+            block_tokens = gr.Slider(8, 192, value=64, step=8, label="Tokens per block")
+            schedule = gr.Radio([SCHEDULE, THRESHOLD], value=SCHEDULE, label="Commit rule")
+            threshold = gr.Slider(
+                0.5, 1.0, value=0.9, step=0.01, label="Confidence threshold (threshold rule)"
+            )
+            temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature")
+            seed = gr.Number(value=0, precision=0, label="Seed")
+            passages = gr.Slider(0, 8, value=3, step=1, label="Passages per block")
+            refresh = gr.Slider(
+                0, 16, value=4, step=1, label="Refresh retrieval every N steps (0: never)"
+            )
+    with gr.Row(equal_height=True):
+        start = gr.Button("Start", variant="primary", elem_id="start")
+        pause = gr.Button("Pause", elem_id="pause")
+        step_once = gr.Button("Step", elem_id="step")
+        resume = gr.Button("Resume", elem_id="resume")
+    status = gr.Markdown(elem_id="draft-status")
+    progress = gr.HTML(elem_id="draft-progress-box")
+    with gr.Accordion("Timeline: the draft at any earlier step", open=False):
+        timeline = gr.Slider(0, 1, value=0, step=1, label="Step", elem_id="timeline")
+        timeline_view = gr.HTML(elem_id="timeline-view")
+
+    slots: list[BlockSlot] = []
+    with gr.Row():
+        with gr.Column(scale=3):
+            for i in range(MAX_BLOCKS):
+                slots.append(_block_card(i))
+        with gr.Column(scale=2):
+            gr.Markdown("### Evidence")
+            evidence_caption = gr.Markdown(
+                "Click a source of a block to see its page.", elem_id="evidence-caption"
+            )
+            evidence_image = gr.Image(
+                type="pil", interactive=False, show_label=False, elem_id="evidence-image"
+            )
+            with gr.Row():
+                previous_page = gr.Button("◀ Previous page", size="sm")
+                next_page = gr.Button("Next page ▶", size="sm")
+            evidence_at = gr.State(None)  # (doc_id, page_index, quote)
+
+    view_outputs = [status, progress, timeline, draft_id]
+    for slot in slots:
+        view_outputs += slot.outputs()
+
+    def render(
+        draft: Draft | None, drafter: Drafter | None, message: str, attribution: bool = False
+    ) -> list:
+        if draft is None or drafter is None:
+            return [message, "", gr.update(), gr.update()] + hidden_block() * MAX_BLOCKS
+        values = [
+            message,
+            overall_progress(draft),
+            gr.update(maximum=max(draft.step, 1), value=draft.step),
+            draft.draft_id,
+        ]
+        for i in range(MAX_BLOCKS):
+            values += (
+                block_values(workspace, drafter, draft, i, attribution)
+                if i < len(draft.blocks)
+                else hidden_block()
+            )
+        return values
+
+    def stream(
+        draft: Draft, drafter: Drafter, only: list[int] | None = None, stop_after: int | None = None
+    ) -> Iterator[list]:
+        with runs.running(draft.draft_id) as pause_requested:
+            yield render(draft, drafter, "Drafting…")
+            for event in drafter.run(
+                draft, only=only, stop_after=stop_after, should_stop=pause_requested.is_set
+            ):
+                yield render(draft, drafter, f"Drafting… step {event.step}")
+            paused = pause_requested.is_set() and not draft.done
+        message = (
+            "Done." if draft.done else ("Paused." if paused else f"Stopped at step {draft.step}.")
+        )
+        if draft.settings.model == DEMO_MODEL:
+            message += f" ({DEMO_LABEL.lower()})"
+        yield render(draft, drafter, message, attribution=True)
+
+    def guarded(handler):
+        """Run a streaming handler; a PalimpsestError becomes the status line, nothing else."""
+
+        def wrapped(*args):
+            try:
+                yield from handler(*args)
+            except PalimpsestError as error:
+                yield [f"**Cannot do that:** {error}"] + [gr.update()] * (len(view_outputs) - 1)
+
+        return wrapped
+
+    def open_current(current: str | None) -> tuple[Draft, Drafter]:
+        if not current:
+            raise PalimpsestError("start a draft first, or open one from the Drafts tab")
+        return workspace.open(current)
+
+    @guarded
+    def on_start(
+        text,
+        headings,
+        model_name,
+        n_steps,
+        n_tokens,
+        rule,
+        tau,
+        temp,
+        seed_value,
+        n_passages,
+        every,
+    ):
+        settings = DraftSettings(
+            model=model_name or workspace.settings.model,
+            steps=int(n_steps),
+            block_tokens=int(n_tokens),
+            passages=int(n_passages),
+            refresh_every=int(every),
+            temperature=float(temp),
+            threshold=float(tau) if rule == THRESHOLD else None,
+        )
+        heading_list = [h.strip() for h in (headings or "").splitlines() if h.strip()]
+        if len(heading_list) > MAX_BLOCKS:
+            raise PalimpsestError(f"at most {MAX_BLOCKS} sections per draft on this screen")
+        yield render(None, None, f"Loading the model {settings.model}…")
+        drafter = workspace.drafter(settings.model)
+        draft = drafter.start(text or "", heading_list, settings, seed=int(seed_value or 0))
+        yield from stream(draft, drafter)
+
+    @guarded
+    def on_step(current):
+        draft, drafter = open_current(current)
+        yield from stream(draft, drafter, stop_after=1)
+
+    @guarded
+    def on_resume(current):
+        draft, drafter = open_current(current)
+        yield from stream(draft, drafter)
+
+    def on_pause(current):
+        if current and runs.pause(current):
+            return "Pausing after the step in flight…"
+        return "Nothing is running."
+
+    def on_timeline(current, at):
+        if not current:
+            return ""
+        draft, drafter = workspace.open(current)
+        at = int(at)
+        return timeline_html(drafter.tokenizer, draft, workspace.drafts.snapshot(current, at), at)
+
+    start.click(
+        on_start,
+        inputs=[
+            instruction,
+            sections,
+            model,
+            steps,
+            block_tokens,
+            schedule,
+            threshold,
+            temperature,
+            seed,
+            passages,
+            refresh,
+        ],
+        outputs=view_outputs,
+        concurrency_limit=4,
+        concurrency_id="drafting",
+    )
+    step_once.click(on_step, inputs=draft_id, outputs=view_outputs, concurrency_id="drafting")
+    resume.click(on_resume, inputs=draft_id, outputs=view_outputs, concurrency_id="drafting")
+    pause.click(on_pause, inputs=draft_id, outputs=status, concurrency_limit=None)
+    timeline.release(on_timeline, inputs=[draft_id, timeline], outputs=timeline_view)
+
+    def on_source_click(rows: list[SourceRow], event: gr.SelectData):
+        row = rows[event.index[0]] if rows and event.index[0] < len(rows) else None
+        if row is None:
+            return gr.update(), gr.update(), None
+        return _evidence(workspace, row.doc_id, row.page_index, row.quote)
+
+    def wire(index: int, slot: BlockSlot) -> None:
+        """The per-block operations; each refuses to touch a draft that is running."""
+
+        def changed(current: str | None, change: Callable[[Draft, Drafter], None]) -> list:
+            draft, drafter = open_current(current)
+            runs.require_idle(draft.draft_id)
+            change(draft, drafter)
+            workspace.drafts.save(draft)
+            return render(draft, drafter, "Saved.", attribution=True)
+
+        @guarded
+        def on_pin(current, selection):
+            if not selection:
+                raise PalimpsestError("select some text of the block first, then press Pin")
+            start, end = selection
+            yield changed(
+                current, lambda d, dr: pin_selection(dr.tokenizer, d.blocks[index], start, end)
+            )
+
+        @guarded
+        def on_unpin(current, chosen):
+            if not chosen:
+                raise PalimpsestError("choose a pinned passage to unpin")
+            start, end = map(int, chosen.split(":"))
+            yield changed(
+                current, lambda d, dr: unpin_selection(dr.tokenizer, d.blocks[index], start, end)
+            )
+
+        @guarded
+        def on_save(current, text, lock):
+            yield changed(
+                current,
+                lambda d, dr: edit_text(dr.tokenizer, d.blocks[index], text or "", lock=bool(lock)),
+            )
+
+        @guarded
+        def on_rerun(current, strength):
+            draft, drafter = open_current(current)
+            runs.require_idle(draft.draft_id)
+            drafter.rerun(draft, index, float(strength))
+            yield from stream(draft, drafter, only=[index])
+
+        @guarded
+        def on_retarget(current, doc_ids, strength):
+            draft, drafter = open_current(current)
+            runs.require_idle(draft.draft_id)
+            drafter.retarget(draft, index, list(doc_ids or []), float(strength))
+            yield from stream(draft, drafter, only=[index])
+
+        def on_select(event: gr.SelectData):
+            return list(event.index) if isinstance(event.index, list | tuple) else None
+
+        slot.text.select(on_select, outputs=slot.selection)
+        slot.pin.click(on_pin, inputs=[draft_id, slot.selection], outputs=view_outputs)
+        slot.unpin.click(on_unpin, inputs=[draft_id, slot.pins], outputs=view_outputs)
+        slot.save.click(on_save, inputs=[draft_id, slot.text, slot.lock], outputs=view_outputs)
+        slot.rerun.click(
+            on_rerun,
+            inputs=[draft_id, slot.strength],
+            outputs=view_outputs,
+            concurrency_id="drafting",
+        )
+        slot.retarget.click(
+            on_retarget,
+            inputs=[draft_id, slot.targets, slot.strength],
+            outputs=view_outputs,
+            concurrency_id="drafting",
+        )
+        slot.sources.select(
+            on_source_click,
+            inputs=slot.rows,
+            outputs=[evidence_image, evidence_caption, evidence_at],
+        )
+
+    for index, slot in enumerate(slots):
+        wire(index, slot)
+
+    def on_turn(at, delta):
+        if not at:
+            return gr.update(), "Click a source of a block to see its page.", at
+        doc_id, page_index, quote = at
+        record = workspace.library.document(doc_id)
+        target = page_index + delta
+        if record is None or not 0 <= target < record.pages:
+            return gr.update(), gr.update(), at
+        return _evidence(workspace, doc_id, target, quote if delta == 0 else "")
+
+    previous_page.click(
+        lambda at: on_turn(at, -1),
+        inputs=evidence_at,
+        outputs=[evidence_image, evidence_caption, evidence_at],
+    )
+    next_page.click(
+        lambda at: on_turn(at, 1),
+        inputs=evidence_at,
+        outputs=[evidence_image, evidence_caption, evidence_at],
+    )
+
+    def refresh_targets():
+        choices = [
+            (f"{r.filename} ({r.pages} p.)", r.doc_id) for r in workspace.library.documents()
+        ]
+        return [gr.update(choices=choices) for _ in slots]
+
+    app.load(refresh_targets, outputs=[slot.targets for slot in slots])
+    tab.select(refresh_targets, outputs=[slot.targets for slot in slots])
+
+    def show(current: str) -> list:
+        draft, drafter = workspace.open(current)
+        state = "Done." if draft.done else f"Opened at step {draft.step}: press Resume to go on."
+        return render(draft, drafter, state, attribution=True)
+
+    return DraftTab(draft_id, view_outputs, show, instruction, sections)
+
+
+def _evidence(workspace: Workspace, doc_id: str, page_index: int, quote: str):
+    record = workspace.library.document(doc_id)
+    page = workspace.library.page(doc_id, page_index)
+    if record is None or page is None:
+        return None, "That document is no longer in the library.", None
+    image, found = render_page(workspace.library.pdf_path(doc_id), page_index, quote)
+    note = "" if found or not quote else " (the quoted passage could not be located on the image)"
+    caption = (
+        f"**{html.escape(record.filename)}** · page {html.escape(page.page_label)} "
+        f"(physical {page_index + 1} of {record.pages}){note}"
+    )
+    return image, caption, (doc_id, page_index, quote)
+
+
+def _block_card(index: int) -> BlockSlot:
+    def eid(name: str) -> str:
+        return f"block-{index}-{name}"
+
+    with gr.Group(visible=False, elem_id=f"block-{index}") as group:
+        header = gr.Markdown(elem_id=eid("header"))
+        with gr.Tabs():
+            with gr.Tab("Text"):
+                text = gr.Textbox(show_label=False, lines=4, interactive=True, elem_id=eid("text"))
+            with gr.Tab("Confidence"):
+                confidence = gr.HTML(elem_id=eid("confidence"))
+        with gr.Row(equal_height=True, elem_classes="block-tools"):
+            pin = gr.Button("Pin selection", size="sm", min_width=90, elem_id=eid("pin"))
+            pins = gr.Dropdown(label="Pinned", choices=[], scale=2, elem_id=eid("pins"))
+            unpin = gr.Button("Unpin", size="sm", min_width=70, elem_id=eid("unpin"))
+            save = gr.Button("Save my edit", size="sm", min_width=90, elem_id=eid("save"))
+            lock = gr.Checkbox(
+                label="Lock my edits", value=False, min_width=90, elem_id=eid("lock")
+            )
+        with gr.Row(equal_height=True, elem_classes="block-tools"):
+            strength = gr.Slider(
+                0.1,
+                1.0,
+                value=1.0,
+                step=0.05,
+                label="Re-noise strength",
+                min_width=140,
+                elem_id=eid("strength"),
+            )
+            rerun = gr.Button("Re-run block", size="sm", min_width=90, elem_id=eid("rerun"))
+            targets = gr.Dropdown(
+                label="Retarget to documents",
+                choices=[],
+                multiselect=True,
+                scale=2,
+                elem_id=eid("targets"),
+            )
+            retarget = gr.Button("Retarget", size="sm", min_width=80, elem_id=eid("retarget"))
+        sources = gr.Dataframe(
+            headers=SOURCE_HEADERS,
+            interactive=False,
+            wrap=True,
+            label="Sources (click one to see the page)",
+            column_widths=["26%", "8%", "9%", "57%"],
+            max_height=260,
+            elem_id=eid("sources"),
+        )
+    return BlockSlot(
+        group,
+        header,
+        text,
+        confidence,
+        sources,
+        pins,
+        gr.State([]),
+        gr.State(None),
+        pin,
+        unpin,
+        save,
+        lock,
+        strength,
+        rerun,
+        targets,
+        retarget,
+    )
