@@ -60,9 +60,8 @@ def grow_library(library: Library, target_chunks: int, rng: np.random.Generator)
     seed_chunks = library.catalog.ready_chunks()
     stored = library.vectors.vectors_of([c.chunk_id for c in seed_chunks])
     vectors = np.stack([stored[c.chunk_id] for c in seed_chunks])
-    copy = 0
     while len(library.catalog.ready_chunks()) < target_chunks:
-        copy += 1
+        copy = len(library.documents())
         doc_id = f"{copy:08d}" + "c" * 56
         needed = target_chunks - len(library.catalog.ready_chunks())
         batch = seed_chunks[:needed]
