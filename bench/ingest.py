@@ -19,12 +19,12 @@ import json
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from engine.catalog import READY
-from engine.chunking import Chunk
 from engine.config import Settings
 from engine.embeddings import Embedder
 from engine.library import Library
@@ -66,17 +66,7 @@ def grow_library(library: Library, target_chunks: int, rng: np.random.Generator)
         needed = target_chunks - len(library.catalog.ready_chunks())
         batch = seed_chunks[:needed]
         clones = [
-            Chunk(
-                f"{doc_id[:16]}-{i}",
-                doc_id,
-                c.page_index,
-                c.page_label,
-                c.ordinal,
-                c.char_start,
-                c.char_end,
-                c.text,
-            )
-            for i, c in enumerate(batch)
+            replace(c, chunk_id=f"{doc_id[:16]}-{i}", doc_id=doc_id) for i, c in enumerate(batch)
         ]
         jittered = vectors[: len(batch)] + rng.normal(0, 0.02, (len(batch), vectors.shape[1]))
         jittered /= np.linalg.norm(jittered, axis=1, keepdims=True)

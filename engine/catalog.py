@@ -14,7 +14,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from engine.chunking import Chunk
@@ -129,21 +129,9 @@ class Catalog:
                 "INSERT INTO pages VALUES (?, ?, ?, ?)",
                 [(doc_id, p.page_index, p.page_label, p.text) for p in pages],
             )
+            # the table's columns are the Chunk fields, in order
             db.executemany(
-                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        c.chunk_id,
-                        doc_id,
-                        c.page_index,
-                        c.page_label,
-                        c.ordinal,
-                        c.char_start,
-                        c.char_end,
-                        c.text,
-                    )
-                    for c in chunks
-                ],
+                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", map(astuple, chunks)
             )
 
     def set_status(self, doc_id: str, status: str) -> None:
