@@ -36,6 +36,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from engine.context_cache import ModernBertContextCache
 from engine.errors import PalimpsestError
 
 EXAMPLE_HUB_ID = "dllm-hub/ModernBERT-large-chat-v0.1"
@@ -256,6 +257,11 @@ class HFMaskedLMDenoiser:
         self.max_length = _max_length(self.model, self.tokenizer)
         self.vocab_size: int = self.model.config.vocab_size
         self._split = _split_lm_head(self.model)
+        self.context_cache = (
+            ModernBertContextCache(self.model)
+            if isinstance(self.model, ModernBertForMaskedLM)
+            else None
+        )
 
     @torch.inference_mode()
     def logits(self, input_ids: Tensor, attention_mask: Tensor, positions: Tensor) -> Tensor:

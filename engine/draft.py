@@ -40,6 +40,7 @@ class DraftSettings:
     order: str = "low_confidence"
     threshold: float | None = None  # None: linear schedule; else commit by confidence >= tau
     context_chars: int = 200  # how much of the neighbouring blocks each block sees
+    context_cache: bool = True  # reuse the prompt's keys/values within a round (ModernBERT)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.block_tokens < 1 or self.passages < 0:
@@ -59,6 +60,7 @@ class Block:
     canvas: Canvas
     targets: list[str] = field(default_factory=list)  # doc ids retrieval is limited to
     evidence: list[SearchHit] = field(default_factory=list)
+    prompt: list[int] | None = None  # token ids the block is conditioned on this round
     step: int = 0  # steps done in the block's current run
     steps_total: int = 16  # step budget of the current run
 

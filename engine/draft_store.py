@@ -88,6 +88,7 @@ def draft_to_json(draft: Draft) -> dict:
                 "canvas": canvas_to_json(b.canvas),
                 "targets": b.targets,
                 "evidence": [hit.to_json() for hit in b.evidence],
+                "prompt": b.prompt,
                 "step": b.step,
                 "steps_total": b.steps_total,
             }
@@ -103,6 +104,7 @@ def draft_from_json(data: dict) -> Draft:
             canvas=canvas_from_json(b["canvas"]),
             targets=b["targets"],
             evidence=[SearchHit(**hit) for hit in b["evidence"]],
+            prompt=b.get("prompt"),
             step=b["step"],
             steps_total=b["steps_total"],
         )

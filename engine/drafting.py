@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.context_cache import PromptCache
 from engine.denoiser import Denoiser, forbidden_token_ids
 from engine.draft import Block, Draft, DraftError, DraftSettings, block_text, new_draft
 from engine.draft_store import DraftStore
@@ -52,6 +53,7 @@ class Drafter:
         self.forbidden = forbidden_token_ids(
             self.tokenizer, denoiser.vocab_size, denoiser.mask_token_id
         )
+        self.context_cache = getattr(denoiser, "context_cache", None)
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id or 0
@@ -98,6 +100,7 @@ class Drafter:
         `should_stop()` is true between steps (pause)."""
         generator = _generator(draft)
         steps_run = 0
+        cached: tuple[tuple, PromptCache] | None = None  # (the prompts it holds, the cache)
         while True:
             active = [
                 i
@@ -109,9 +112,16 @@ class Drafter:
             for i in active:
                 block = draft.blocks[i]
                 every = draft.settings.refresh_every
-                if not block.evidence or (every and block.step % every == 0 and block.step > 0):
+                if block.prompt is None or (every and block.step % every == 0 and block.step > 0):
                     self.refresh_evidence(draft, i)
-            self._step(draft, active, generator)
+                    block.prompt = self._prompt(draft, i)
+            cache = None
+            if draft.settings.context_cache and self.context_cache is not None:
+                key = tuple(tuple(draft.blocks[i].prompt) for i in active)
+                if cached is None or cached[0] != key:
+                    cached = key, self.context_cache.encode_prompts(list(key), self.pad_id)
+                cache = cached[1]
+            self._step(draft, active, generator, cache)
             steps_run += 1
             self.store.save(draft)
             yield StepEvent(
@@ -122,12 +132,25 @@ class Drafter:
                 draft.done,
             )
 
-    def _step(self, draft: Draft, active: list[int], generator: torch.Generator) -> None:
+    def _step(
+        self,
+        draft: Draft,
+        active: list[int],
+        generator: torch.Generator,
+        cache: PromptCache | None,
+    ) -> None:
         blocks = [draft.blocks[i] for i in active]
-        prompts = [self._prompt(draft, i) for i in active]
         canvases = [block.canvas for block in blocks]
-        input_ids, attention_mask, positions = pack_batch(prompts, canvases, self.pad_id)
-        logits = self.denoiser.logits(input_ids, attention_mask, positions)
+        if cache is None:
+            prompts = [block.prompt for block in blocks]
+            input_ids, attention_mask, positions = pack_batch(prompts, canvases, self.pad_id)
+            logits = self.denoiser.logits(input_ids, attention_mask, positions)
+        else:
+            canvas_ids, canvas_real, positions = pack_batch(
+                [[]] * len(blocks), canvases, self.pad_id
+            )
+            hidden = self.context_cache.canvas_hidden(cache, canvas_ids, canvas_real)
+            logits = self.context_cache.head(hidden[positions.to(hidden.device)])
         stepped = step(
             canvases,
             logits,
@@ -169,6 +192,7 @@ class Drafter:
         generator = _generator(draft)
         block.canvas = renoise(block.canvas, strength, generator)
         block.step, block.steps_total = 0, draft.settings.steps
+        block.prompt = None  # the next run retrieves again and rebuilds the prompt
         draft.rng_state = generator.get_state().numpy().tobytes()
         self.refresh_evidence(draft, index)
         self.store.save(draft)
