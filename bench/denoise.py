@@ -15,10 +15,16 @@ Variants:
   position (the model's full forward, `.logits`), then commits with `engine.sampler.step`. All four
   blocks step together, so it takes as many forward passes as `ours` (LLaDA's own semi-
   autoregressive schedule would denoise the blocks one after another: 4x the passes).
-- `ours`: the engine's current sampler path, as `Drafter._step` runs it: one window per block
+- `exact`: the engine's windows without the context cache: one window per block
   (`engine.prompting.prompt_ids`: instruction, heading, the block's evidence, the tail of the
-  previous block and the head of the next, rebuilt every step) plus its canvas, batched with
-  `pack_batch`, LM head only at masked positions (`Denoiser.logits` with `positions`), `step`.
+  previous block and the head of the next; rebuilt every `ROUND` steps, as the engine's
+  `refresh_every`) plus its canvas, batched with `pack_batch`, LM head only at masked positions
+  (`Denoiser.logits` with `positions`), `step`.
+- `ours`: the engine with every optimisation: as `exact`, but each round encodes the prompts once
+  (`ModernBertContextCache.encode_prompts`) and every step runs only the canvases against those
+  keys and values. At the stalest step of each round (the cache `ROUND - 1` steps old) the exact
+  logits are computed too, untimed, for `cache_top1_agreement` (share of masked positions whose
+  argmax proposal is the same) and `cache_kl` (mean KL(exact || cached) per position).
   The prompt budget is large enough that no evidence is clipped (the shaped test models carry the
   tiny tokenizer, whose 512-token limit would otherwise trim the evidence).
   Random weights write random tokens, whose decoded bytes re-tokenise into several times as many
@@ -47,8 +53,8 @@ FLOP floor per step: 2 x non-embedding parameters x positions processed (real to
 excluded), over the fp32 matmul peak measured in the same run (best of several 2048^3 matmuls at
 the same thread count). `floor_with_head_ms` adds 2 x vocabulary x hidden per LM-head row (every
 position for `naive`, the masked ones for `ours`); attention scores are not counted.
-`over_floor` = measured ms per step / floor. `speedup_per_step` = naive ms per step / ours ms per
-step (above 1: ours is faster).
+`over_floor` = measured ms per step / floor. `speedup_per_step_ours` = naive ms per step / ours
+ms per step (above 1: ours is faster); `speedup_per_step_exact` the same for `exact`.
 """
 
 from __future__ import annotations
@@ -63,15 +69,14 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
+from engine.context_cache import PromptCache
 from engine.denoiser import HFMaskedLMDenoiser, build_prompt_ids, forbidden_token_ids
 from engine.draft import Block, block_text
 from engine.library import SearchHit
@@ -83,7 +88,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase as Tokenizer
 
 SHAPES = ("tiny", "base", "large")
-VARIANTS = ("naive", "ours")
+VARIANTS = ("naive", "exact", "ours")
+ROUND = 4  # DraftSettings.refresh_every: prompts (and the context cache) are rebuilt this often
 SECTIONS = 4
 BLOCK_TOKENS = 128
 EVIDENCE_TOKENS = 384  # per section
@@ -193,10 +199,10 @@ def neighbour_text(tokenizer: Tokenizer, section: Section, canvas: Canvas) -> st
     return block_text(tokenizer, Block(section.heading, shown))
 
 
-def ours_inputs(
-    tokenizer: Tokenizer, pad_id: int, sections: list[Section], canvases: list[Canvas]
-) -> Inputs:
-    """One window per block, as `Drafter._prompt` builds it, packed by `pack_batch`."""
+def window_prompts(
+    tokenizer: Tokenizer, sections: list[Section], canvases: list[Canvas]
+) -> list[list[int]]:
+    """One prompt per block, as `Drafter._prompt` builds it at the start of a round."""
     prompts = []
     for i, section in enumerate(sections):
         before = after = ""
@@ -215,7 +221,7 @@ def ours_inputs(
                 after,
             )
         )
-    return pack_batch(prompts, canvases, pad_id)
+    return prompts
 
 
 def naive_prefix(tokenizer: Tokenizer, sections: list[Section]) -> list[int]:
@@ -247,8 +253,23 @@ def naive_logits(denoiser: HFMaskedLMDenoiser, inputs: Inputs) -> Tensor:
     return logits[positions]
 
 
-def ours_logits(denoiser: HFMaskedLMDenoiser, inputs: Inputs) -> Tensor:
+def window_logits(denoiser: HFMaskedLMDenoiser, inputs: Inputs) -> Tensor:
     return denoiser.logits(*inputs)
+
+
+def cached_logits(denoiser: HFMaskedLMDenoiser, cache: PromptCache, inputs: Inputs) -> Tensor:
+    """The engine's cached step: only the canvases run, against the round's prompt cache."""
+    canvas_ids, canvas_real, positions = inputs
+    hidden = denoiser.context_cache.canvas_hidden(cache, canvas_ids, canvas_real)
+    return denoiser.context_cache.head(hidden[positions])
+
+
+def agreement(exact: Tensor, cached: Tensor) -> tuple[float, float]:
+    """Top-1 agreement of the proposals, and mean KL(exact || cached) over the masked rows."""
+    exact_log, cached_log = exact.float().log_softmax(-1), cached.float().log_softmax(-1)
+    top1 = (exact_log.argmax(-1) == cached_log.argmax(-1)).float().mean().item()
+    kl = (exact_log.exp() * (exact_log - cached_log)).sum(-1).mean().item()
+    return top1, kl
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,7 +330,9 @@ class StepRecord:
     head_rows: int  # rows the LM head was evaluated at
 
 
-def run_variant(folder: str | Path, variant: str, steps: int = 16) -> dict:
+def run_variant(
+    folder: str | Path, variant: str, steps: int = 16, measure_agreement: bool = True
+) -> dict:
     """Denoise the synthetic draft with one variant; timings, counts and memory as a dict."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
@@ -320,25 +343,46 @@ def run_variant(folder: str | Path, variant: str, steps: int = 16) -> dict:
     sections = synthetic_sections(tokenizer)
     canvases = [Canvas.empty(BLOCK_TOKENS, denoiser.mask_token_id) for _ in sections]
 
-    if variant == "naive":
-        prefix = naive_prefix(tokenizer, sections)
-        build: Callable[[list[Canvas]], Inputs] = partial(naive_inputs, prefix)
-        forward = naive_logits
-    else:
-        build = partial(ours_inputs, tokenizer, pad_id, sections)
-        forward = ours_logits
+    prefix = naive_prefix(tokenizer, sections)
+    prompts = window_prompts(tokenizer, sections, canvases)
+    cache = denoiser.context_cache.encode_prompts(prompts, pad_id)
 
-    forward(denoiser, build(canvases))  # warm-up, untimed and not counted
+    def inputs_for(current: list[Canvas]) -> Inputs:
+        if variant == "naive":
+            return naive_inputs(prefix, current)
+        if variant == "exact":
+            return pack_batch(prompts, current, pad_id)
+        return pack_batch([[]] * len(current), current, pad_id)
+
+    def forward(inputs: Inputs) -> Tensor:
+        if variant == "naive":
+            return naive_logits(denoiser, inputs)
+        if variant == "exact":
+            return window_logits(denoiser, inputs)
+        return cached_logits(denoiser, cache, inputs)
+
+    forward(inputs_for(canvases))  # warm-up, untimed and not counted
     reset = reset_peak_rss()
     before_kb = memory_status().get("VmRSS", 0)
     generator = torch.Generator().manual_seed(SEED)
-    records = []
+    records, agreements = [], []
     for s in range(steps):
         t0 = time.perf_counter()
-        inputs = build(canvases)
+        new_round = s > 0 and s % ROUND == 0
+        if new_round and variant != "naive":
+            prompts = window_prompts(tokenizer, sections, canvases)
+            if variant == "ours":
+                cache = denoiser.context_cache.encode_prompts(prompts, pad_id)
+        inputs = inputs_for(canvases)
         t1 = time.perf_counter()
-        logits = forward(denoiser, inputs)
+        logits = forward(inputs)
         t2 = time.perf_counter()
+        if variant == "ours" and measure_agreement and s % ROUND == ROUND - 1:
+            # the stalest step of a round: the cache is ROUND - 1 steps old (untimed)
+            agreements.append(
+                agreement(window_logits(denoiser, pack_batch(prompts, canvases, pad_id)), logits)
+            )
+        t3 = time.perf_counter()
         canvases = step(
             canvases,
             logits,
@@ -348,22 +392,29 @@ def run_variant(folder: str | Path, variant: str, steps: int = 16) -> dict:
             forbidden=forbidden,
             generator=generator,
         )
-        t3 = time.perf_counter()
+        t4 = time.perf_counter()
         input_ids, attention_mask, _ = inputs
+        positions = int(attention_mask.sum())
+        if variant == "ours" and (s == 0 or new_round):
+            positions += sum(map(len, prompts))  # the round's prompt encoding
         records.append(
             StepRecord(
-                t3 - t0,
+                (t2 - t0) + (t4 - t3),
                 t1 - t0,
                 t2 - t1,
-                t3 - t2,
-                int(attention_mask.sum()),
+                t4 - t3,
+                positions,
                 input_ids.numel(),
-                logits.shape[0] if variant == "ours" else input_ids.numel(),
+                input_ids.numel() if variant == "naive" else logits.shape[0],
             )
         )
-        log(f"  {variant}: step {s + 1}/{steps} {1000 * (t3 - t0):.0f} ms")
+        log(f"  {variant}: step {s + 1}/{steps} {1000 * records[-1].total_s:.0f} ms")
     memory = measure_memory(reset, before_kb)
-    return summarise(denoiser, variant, sections, canvases, records) | memory
+    result = summarise(denoiser, variant, sections, canvases, records) | memory
+    if agreements:
+        result["cache_top1_agreement"] = round(statistics.mean(a for a, _ in agreements), 4)
+        result["cache_kl"] = round(statistics.mean(k for _, k in agreements), 5)
+    return result
 
 
 def summarise(
@@ -464,9 +515,10 @@ def bench_shape(
     for variant in variants:
         log(f"[{shape}] {variant}")
         results[variant] = add_floor(run_in_subprocess(folder, variant, steps, threads), peak)
-    if {"naive", "ours"} <= results.keys():
-        ratio = results["naive"]["ms_per_step"] / results["ours"]["ms_per_step"]
-        results["speedup_per_step"] = round(ratio, 2)
+    for variant in ("exact", "ours"):
+        if {"naive", variant} <= results.keys():
+            ratio = results["naive"]["ms_per_step"] / results[variant]["ms_per_step"]
+            results[f"speedup_per_step_{variant}"] = round(ratio, 2)
     return results
 
 

@@ -31,7 +31,7 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_modernbert(tmp_path_factory.mktemp("bench-tiny"))
 
 
-@pytest.mark.parametrize("variant", ["naive", "ours"])
+@pytest.mark.parametrize("variant", ["naive", "exact", "ours"])
 def test_variant_commits_every_token(bench, tiny_folder: Path, variant: str) -> None:
     result = bench.run_variant(tiny_folder, variant, steps=2)
     assert result["masks_left"] == 0
@@ -40,10 +40,17 @@ def test_variant_commits_every_token(bench, tiny_folder: Path, variant: str) -> 
     assert result["ms_per_step"] > 0 and result["seconds_per_draft"] > 0
     assert result["committed_tokens_per_s"] > 0
     assert result["evidence_tokens_per_section"] == pytest.approx(bench.EVIDENCE_TOKENS, abs=8)
-    assert result["positions_per_step"] > bench.SECTIONS * bench.BLOCK_TOKENS
+    if variant != "ours":  # the cached steps run the canvases only
+        assert result["positions_per_step"] > bench.SECTIONS * bench.BLOCK_TOKENS
     if variant == "naive":  # LM head over every position of the one sequence
         assert result["lm_head_rows_per_step"] == result["positions_per_step"]
     else:  # LM head at the masked positions only: 512 then 256 rows
         assert result["lm_head_rows_per_step"] == 384
     floored = bench.add_floor(result, peak_gflops=100.0)
     assert floored["floor_ms"] > 0 and floored["over_floor"] > 0
+
+
+def test_cached_variant_reports_agreement_with_exact(bench, tiny_folder: Path) -> None:
+    result = bench.run_variant(tiny_folder, "ours", steps=bench.ROUND)
+    assert 0.0 <= result["cache_top1_agreement"] <= 1.0
+    assert result["cache_kl"] >= 0.0
