@@ -1,7 +1,7 @@
 """Denoising speed: the engine's sampler against a naive LLaDA-style reference (issue 5, part 1).
 
     python bench/denoise.py [--shapes tiny base large] [--steps 16] [--threads N]
-                            [--variants naive ours] [--cache DIR]
+                            [--variants naive exact ours int8] [--cache DIR]
 
 Prints JSON on stdout (progress goes to stderr). Both variants denoise the same synthetic draft:
 4 sections x 128 masked tokens, each section with 384 tokens of evidence (3 passages of filler
@@ -88,7 +88,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase as Tokenizer
 
 SHAPES = ("tiny", "base", "large")
-VARIANTS = ("naive", "exact", "ours")
+VARIANTS = ("naive", "exact", "ours", "int8")
 ROUND = 4  # DraftSettings.refresh_every: prompts (and the context cache) are rebuilt this often
 SECTIONS = 4
 BLOCK_TOKENS = 128
@@ -336,7 +336,9 @@ def run_variant(
     """Denoise the synthetic draft with one variant; timings, counts and memory as a dict."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
-    denoiser = HFMaskedLMDenoiser(folder, device="cpu")
+    cached = variant in ("ours", "int8")
+    denoiser = HFMaskedLMDenoiser(folder, device="cpu", int8=variant == "int8")
+    reference = HFMaskedLMDenoiser(folder, device="cpu") if variant == "int8" else denoiser
     tokenizer = denoiser.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     forbidden = forbidden_token_ids(tokenizer, denoiser.vocab_size, denoiser.mask_token_id)
@@ -359,7 +361,7 @@ def run_variant(
             return naive_logits(denoiser, inputs)
         if variant == "exact":
             return window_logits(denoiser, inputs)
-        return cached_logits(denoiser, cache, inputs)
+        return cached_logits(denoiser, cache, inputs)  # ours, int8
 
     forward(inputs_for(canvases))  # warm-up, untimed and not counted
     reset = reset_peak_rss()
@@ -371,17 +373,16 @@ def run_variant(
         new_round = s > 0 and s % ROUND == 0
         if new_round and variant != "naive":
             prompts = window_prompts(tokenizer, sections, canvases)
-            if variant == "ours":
+            if cached:
                 cache = denoiser.context_cache.encode_prompts(prompts, pad_id)
         inputs = inputs_for(canvases)
         t1 = time.perf_counter()
         logits = forward(inputs)
         t2 = time.perf_counter()
-        if variant == "ours" and measure_agreement and s % ROUND == ROUND - 1:
+        if cached and measure_agreement and s % ROUND == ROUND - 1:
             # the stalest step of a round: the cache is ROUND - 1 steps old (untimed)
-            agreements.append(
-                agreement(window_logits(denoiser, pack_batch(prompts, canvases, pad_id)), logits)
-            )
+            exact = window_logits(reference, pack_batch(prompts, canvases, pad_id))  # fp32
+            agreements.append(agreement(exact, logits))
         t3 = time.perf_counter()
         canvases = step(
             canvases,
@@ -395,7 +396,7 @@ def run_variant(
         t4 = time.perf_counter()
         input_ids, attention_mask, _ = inputs
         positions = int(attention_mask.sum())
-        if variant == "ours" and (s == 0 or new_round):
+        if cached and (s == 0 or new_round):
             positions += sum(map(len, prompts))  # the round's prompt encoding
         records.append(
             StepRecord(
@@ -410,7 +411,8 @@ def run_variant(
         )
         log(f"  {variant}: step {s + 1}/{steps} {1000 * records[-1].total_s:.0f} ms")
     memory = measure_memory(reset, before_kb)
-    result = summarise(denoiser, variant, sections, canvases, records) | memory
+    # parameter counts from the fp32 model: quantised layers hold packed weights, not parameters
+    result = summarise(reference, variant, sections, canvases, records) | memory
     if agreements:
         result["cache_top1_agreement"] = round(statistics.mean(a for a, _ in agreements), 4)
         result["cache_kl"] = round(statistics.mean(k for _, k in agreements), 5)
@@ -515,7 +517,7 @@ def bench_shape(
     for variant in variants:
         log(f"[{shape}] {variant}")
         results[variant] = add_floor(run_in_subprocess(folder, variant, steps, threads), peak)
-    for variant in ("exact", "ours"):
+    for variant in ("exact", "ours", "int8"):
         if {"naive", variant} <= results.keys():
             ratio = results["naive"]["ms_per_step"] / results[variant]["ms_per_step"]
             results[f"speedup_per_step_{variant}"] = round(ratio, 2)

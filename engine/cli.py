@@ -79,8 +79,10 @@ def cmd_draft(args: argparse.Namespace) -> int:
         refresh_every=args.refresh_every,
         temperature=args.temperature,
         threshold=args.threshold,
+        context_cache=not args.no_context_cache,
+        int8=args.int8,
     )
-    drafter = workspace.drafter(model)
+    drafter = workspace.drafter(model, settings.int8)
     draft = drafter.start(args.instruction, args.section, settings, seed=args.seed)
     print(f"draft {draft.draft_id}", file=sys.stderr, flush=True)
     run_to_stderr(drafter, draft, args.stop_after)
@@ -222,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     draft.add_argument("--temperature", type=float, default=0.0)
     draft.add_argument("--threshold", type=float, help="commit by confidence >= this (Fast-dLLM)")
     draft.add_argument("--seed", type=int, default=0)
+    draft.add_argument(
+        "--no-context-cache",
+        action="store_true",
+        help="recompute the whole window every step (exact, slower)",
+    )
+    draft.add_argument("--int8", action="store_true", help="int8 linear layers (CPU, faster)")
     draft.add_argument("--stop-after", type=int, metavar="N", help="pause after N steps")
     draft.add_argument("--json", action="store_true")
 

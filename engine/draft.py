@@ -41,6 +41,7 @@ class DraftSettings:
     threshold: float | None = None  # None: linear schedule; else commit by confidence >= tau
     context_chars: int = 200  # how much of the neighbouring blocks each block sees
     context_cache: bool = True  # reuse the prompt's keys/values within a round (ModernBERT)
+    int8: bool = False  # dynamic int8 linear layers on a CPU
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.block_tokens < 1 or self.passages < 0:

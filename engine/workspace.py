@@ -29,15 +29,15 @@ class Workspace:
         self.settings = settings
         self.library = Library(settings, embedder=embedder)
         self.drafts = DraftStore(settings.library_dir / "drafts.sqlite3")
-        self._denoisers: dict[str, Denoiser] = {}
+        self._denoisers: dict[tuple[str, bool], Denoiser] = {}
         self._lock = threading.Lock()
 
-    def denoiser(self, model: str) -> Denoiser:
-        """The denoiser for `model` (hub id, folder, or "demo"), loaded once."""
+    def denoiser(self, model: str, int8: bool = False) -> Denoiser:
+        """The denoiser for `model` (hub id, folder, or "demo"), loaded once per precision."""
         with self._lock:
-            if model not in self._denoisers:
-                self._denoisers[model] = load_denoiser(self._model_path(model))
-            return self._denoisers[model]
+            if (model, int8) not in self._denoisers:
+                self._denoisers[model, int8] = load_denoiser(self._model_path(model), int8=int8)
+            return self._denoisers[model, int8]
 
     def _model_path(self, model: str) -> str:
         if model != DEMO_MODEL:
@@ -49,12 +49,12 @@ class Workspace:
             build_tiny_bert(folder)
         return str(folder)
 
-    def drafter(self, model: str) -> Drafter:
-        return Drafter(self.library, self.denoiser(model), self.drafts)
+    def drafter(self, model: str, int8: bool = False) -> Drafter:
+        return Drafter(self.library, self.denoiser(model, int8), self.drafts)
 
     def open(self, draft_id: str) -> tuple[Draft, Drafter]:
         draft = self.drafts.load(draft_id)
-        return draft, self.drafter(draft.settings.model)
+        return draft, self.drafter(draft.settings.model, draft.settings.int8)
 
     # -- what a draft says and where it comes from ------------------------------------------
 

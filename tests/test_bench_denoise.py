@@ -31,7 +31,7 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_modernbert(tmp_path_factory.mktemp("bench-tiny"))
 
 
-@pytest.mark.parametrize("variant", ["naive", "exact", "ours"])
+@pytest.mark.parametrize("variant", ["naive", "exact", "ours", "int8"])
 def test_variant_commits_every_token(bench, tiny_folder: Path, variant: str) -> None:
     result = bench.run_variant(tiny_folder, variant, steps=2)
     assert result["masks_left"] == 0
