@@ -22,8 +22,14 @@ MAX_CHUNK_TOKENS = 200  # the embedding model reads 256 tokens; leave room for s
 MAX_OVERLAP_TOKENS = 48
 MIN_CHUNK_TOKENS = 48
 
-# A sentence ends at . ! ? (with closing quotes/brackets) before whitespace, or at a blank line.
+# A sentence ends at . ! ? (with closing quotes/brackets) before whitespace, or at a blank line,
+# but not after an enumerator ("1.", "(b).", "iv.") or a common abbreviation ("e.g.", "No.").
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|\n\s*\n")
+_NOT_AN_END = re.compile(
+    r"(?:^|[\s(])(?:\d+(?:\.\d+)*|[a-z]|[ivxlc]+|e\.g|i\.e|etc|cf|al|vs|no|nos|art|arts|sec|"
+    r"secs|para|paras|fig|figs|eq|eqs|ch|p|pp|vol|dr|mr|mrs|ms|prof|st|inc|ltd|co|corp)\.$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,10 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Spans of the sentences of `text`, surrounding whitespace excluded."""
     spans, start = [], 0
     for match in _SENTENCE_END.finditer(text):
+        if match.group().strip() == "" and _NOT_AN_END.search(
+            text, max(0, match.start() - 12), match.start()
+        ):
+            continue
         spans.append((start, match.start()))
         start = match.end()
     spans.append((start, len(text)))

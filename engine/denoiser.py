@@ -189,7 +189,7 @@ def build_prompt_ids(
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     else:
         text = bert_chat_prompt(system, user)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
 
 
 def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:

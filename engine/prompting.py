@@ -31,7 +31,8 @@ def _clip(tokenizer: PreTrainedTokenizerBase, text: str, max_tokens: int) -> str
     """The longest prefix of `text` that is at most `max_tokens` tokens."""
     if max_tokens <= 0:
         return ""
-    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)[
+    # verbose=False: passages longer than the model's limit are expected here, before clipping
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
         "offset_mapping"
     ]
     if len(offsets) <= max_tokens:

@@ -38,7 +38,7 @@ INJECTION_NAME = "injection-<img src=x onerror=alert(3)>.pdf"
 INJECTION_WORDS = "quokka marmalade zeppelin"  # rare words that make search find the PDF
 INJECTION_TEXT = (
     f"Injection probe: {INJECTION_WORDS}.\n{PAYLOAD}\n"
-    f"The {INJECTION_WORDS} clause {PAYLOAD} must render as text."
+    f"The {INJECTION_WORDS} clause\n{PAYLOAD}\nmust render as text."
 )
 KNOWN_NAMES = SAMPLE_NAMES | {INJECTION_NAME}
 HEADINGS = ["Termination for convenience", "Termination for cause", "Effect of termination"]
@@ -160,9 +160,9 @@ def page(browser: Browser, app_server: AppServer) -> Iterator[Page]:
 # -- driving the screen ------------------------------------------------------------------------
 
 
-def screenshot(page: Page, name: str) -> None:
+def screenshot(page: Page, name: str, full_page: bool = True) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"draft-{name}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"draft-{name}.png"), full_page=full_page)
 
 
 def open_tab(page: Page, tab_id: str) -> None:
@@ -170,10 +170,17 @@ def open_tab(page: Page, tab_id: str) -> None:
 
 
 def set_slider(page: Page, label: str, value: int) -> None:
+    """Type a value into a slider's number box. The settings mount when their accordion first
+    opens, and a value typed while they mount can be reset: type again until it holds."""
     box = page.get_by_label(f"number input for {label}")
-    box.fill(str(value))
-    box.press("Enter")
-    expect(box).to_have_value(str(value))
+    track = page.get_by_label(f"range slider for {label}")
+    for _ in range(5):
+        box.fill(str(value))
+        box.press("Enter")
+        page.wait_for_timeout(200)
+        if box.input_value() == str(value) and track.input_value() == str(value):
+            return
+    raise AssertionError(f"{label} stays at {box.input_value()}, not {value}")
 
 
 def record_statuses(page: Page) -> None:
@@ -190,7 +197,7 @@ def record_statuses(page: Page) -> None:
                     .map(h => h.innerText.replace(/\\s+/g, ' ').trim()).join(' | ');
                 const last = window.__seen[window.__seen.length - 1];
                 if (!last || last.status !== text || last.headers !== headers)
-                    window.__seen.push({status: text, headers});
+                    window.__seen.push({status: text, headers, at: Date.now()});
             };
             window.__observer = new MutationObserver(note);
             window.__observer.observe(document.body,
@@ -252,6 +259,7 @@ def dropdown_options(page: Page, elem_id: str) -> list[str]:
     options = page.locator(f"#{elem_id} [role=option]")
     texts = [text.strip() for text in options.all_inner_texts()]
     page.locator(f"#{elem_id} input").press("Escape")
+    expect(options).to_have_count(0)
     return texts
 
 
@@ -270,15 +278,18 @@ def select_text(page: Page, index: int, start: int, end: int) -> None:
 def pin_selection(page: Page, index: int, start: int, end: int) -> list[str]:
     """Select and pin; returns the pinned passages listed for the block. The select event and
     the click are separate requests, so a click that beat the selection is retried."""
-    status = page.locator("#draft-status")
+    answered = (
+        """() => (window.__seen || []).some(s => /Saved\\.|select some text/.test(s.status))"""
+    )
     for _ in range(5):
         select_text(page, index, start, end)
         page.wait_for_timeout(300)
+        record_statuses(page)  # the answer to this click, not a message left by an earlier one
         page.locator(f"#block-{index}-pin").click()
-        expect(status).to_contain_text(re.compile(r"Saved\.|select some text"))
-        if "Saved." in status.inner_text():
+        page.wait_for_function(answered)
+        if "Saved." in page.locator("#draft-status").inner_text():
             return dropdown_options(page, f"block-{index}-pins")
-    raise AssertionError(f"the selection never reached the app: {status.inner_text()}")
+    raise AssertionError(f"the selection never reached the app: {seen(page)}")
 
 
 def open_from_drafts(page: Page, title: str) -> None:
@@ -321,7 +332,7 @@ def test_draft_streams_blocks_to_completion_with_sources(page: Page, app_server:
             or re.search(rf"step [1-{STEPS - 1}]/{STEPS}", s["headers"])
         ]
         assert streamed, f"no intermediate step was shown: {states}"
-        screenshot(page, "1-done")
+        screenshot(page, "01-done")
         for index, heading in enumerate(HEADINGS):
             header = page.locator(f"#block-{index}-header")
             expect(header).to_contain_text(heading)
@@ -352,7 +363,7 @@ def test_pinned_text_survives_a_rerun(page: Page, app_server: AppServer) -> None
         page.locator("#block-0").get_by_role("tab", name="Confidence").click()
         tokens_before_pin, pinned_tokens = confidence_layout(page, 0)
         assert "".join(pinned_tokens).replace(" ", "") == pinned.replace(" ", "")
-        screenshot(page, "2-pinned")
+        screenshot(page, "02-pinned")
 
         others = [block_text(page, 1), block_text(page, 2)]
         run_and_wait(page, lambda: page.locator("#block-0-rerun").click())
@@ -365,7 +376,7 @@ def test_pinned_text_survives_a_rerun(page: Page, app_server: AppServer) -> None
         rest_after = after.replace(pinned, "", 1)
         assert rest_before != rest_after, "the re-run changed nothing around the pin"
         assert [block_text(page, 1), block_text(page, 2)] == others
-        screenshot(page, "3-rerun")
+        screenshot(page, "03-rerun")
 
 
 def test_retarget_limits_sources_to_one_document(page: Page, app_server: AppServer) -> None:
@@ -381,7 +392,7 @@ def test_retarget_limits_sources_to_one_document(page: Page, app_server: AppServ
         names = source_names(page, 1)
         assert names and set(names) == {"nda.pdf"}, names
         assert [block_text(page, 0), block_text(page, 2)] == others
-        screenshot(page, "4-retargeted")
+        screenshot(page, "04-retargeted")
 
 
 def test_edit_is_saved_and_survives_reload(page: Page, app_server: AppServer) -> None:
@@ -398,8 +409,10 @@ def test_edit_is_saved_and_survives_reload(page: Page, app_server: AppServer) ->
         load(page, app_server)
         open_from_drafts(page, title)
         expect(page.locator("#block-2-text textarea")).to_have_value(saved)
+        expect(page.locator("#instruction textarea")).to_have_value(title)
+        expect(page.locator("#sections textarea")).to_have_value("\n".join(HEADINGS))
         expect(page.locator("#block-0-header")).to_contain_text(HEADINGS[0])
-        screenshot(page, "5-edited-reopened")
+        screenshot(page, "05-edited-reopened")
 
 
 def test_pause_reload_step_and_resume(page: Page, app_server: AppServer) -> None:
@@ -417,7 +430,7 @@ def test_pause_reload_step_and_resume(page: Page, app_server: AppServer) -> None
         expect(header).to_contain_text(re.compile(r"step \d+/32"))
         paused_at = int(re.search(r"step (\d+)/32", header.inner_text()).group(1))
         assert paused_at < 32, "the draft finished before Pause took effect"
-        screenshot(page, "6-paused")
+        screenshot(page, "06-paused")
 
         load(page, app_server)
         open_from_drafts(page, title)
@@ -430,7 +443,7 @@ def test_pause_reload_step_and_resume(page: Page, app_server: AppServer) -> None
         run_and_wait(page, lambda: page.locator("#resume").click())
         expect(header).to_contain_text("step 32/32 · done")
         assert "▒" not in block_text(page, 0) + block_text(page, 1)
-        screenshot(page, "7-resumed")
+        screenshot(page, "07-resumed")
 
 
 def test_export_docx_with_footnotes(page: Page, app_server: AppServer, tmp_path: Path) -> None:
@@ -446,9 +459,10 @@ def test_export_docx_with_footnotes(page: Page, app_server: AppServer, tmp_path:
         expect(page.locator("#drafts-message")).to_contain_text("Exported")
         link = page.locator("#export-file a[download]").first
         expect(link).to_be_visible()
-        screenshot(page, "8-exported")
+        screenshot(page, "08-exported")
         with page.expect_download() as info:
             link.click()
+        assert info.value.suggested_filename == "Draft the export test clauses.docx"
         path = tmp_path / "draft.docx"
         info.value.save_as(path)
 
@@ -486,10 +500,17 @@ def test_two_sessions_draft_at_once_without_crosstalk(
                     "() => document.querySelector('#draft-status').innerText.includes('Done.')",
                     timeout=WAIT_MS,
                 )
+            spans = []  # when each session was seen drafting: first "Drafting", then "Done."
+            for page in pages:
+                states = seen(page)
+                began = [s["at"] for s in states if s["status"].startswith("Drafting")]
+                ended = [s["at"] for s in states if "Done." in s["status"]]
+                assert began and ended, states
+                spans.append((began[0], ended[0]))
+            (start_a, done_a), (start_b, done_b) = spans
+            assert start_a < done_b and start_b < done_a, f"the runs did not overlap: {spans}"
             for number, (page, (_, headings)) in enumerate(zip(pages, jobs, strict=True)):
-                statuses = [s["status"] for s in seen(page)]
-                assert any(s.startswith("Drafting") for s in statuses), statuses
-                screenshot(page, f"9-session-{number + 1}")
+                screenshot(page, f"09-session-{number + 1}")
                 own, other = headings, jobs[1 - number][1]
                 for index, heading in enumerate(own):
                     expect(page.locator(f"#block-{index}-header")).to_contain_text(heading)
@@ -509,17 +530,20 @@ def test_two_sessions_draft_at_once_without_crosstalk(
 
 def test_clicking_a_source_shows_its_page(page: Page, app_server: AppServer) -> None:
     with explained(app_server, page):
-        start_draft(page, "Draft the data retention duties of a controller.", HEADINGS[:1])
-        row = page.locator("#block-0-sources [role=row][data-index='0']")
+        start_draft(page, "Draft the data retention duties of a controller.", HEADINGS)
+        last = len(HEADINGS) - 1  # the lowest card: its page must still show where one looks
+        row = page.locator(f"#block-{last}-sources [role=row][data-index='0']")
         name = row.locator("[role=gridcell][data-col='0']").inner_text().strip()
         label = row.locator("[role=gridcell][data-col='1']").inner_text().strip()
-        row.locator("[role=gridcell][data-col='3']").click()
-        expect(page.locator("#evidence-image img")).to_be_visible()
+        row.locator("[role=gridcell][data-col='1']").click()
+        image = page.locator("#evidence-image img")
+        expect(image).to_be_visible()
         caption = page.locator("#evidence-caption")
         expect(caption).to_contain_text(name)
         expect(caption).to_contain_text(f"page {label}")
-        width = page.locator("#evidence-image img").evaluate("img => img.naturalWidth")
-        assert width > 100, width
+        assert image.evaluate("img => img.naturalWidth") > 100
+        expect(image).to_be_in_viewport(ratio=0.3)
+        screenshot(page, "10-evidence-viewport", full_page=False)
         screenshot(page, "10-evidence")
 
 

@@ -234,7 +234,6 @@ def test_fresh_page_lists_documents_already_in_library(
         fresh.goto(app_server.url, wait_until="domcontentloaded")
         with explained(app_server, fresh):
             expect(fresh.locator("#documents-table")).to_be_visible(timeout=WAIT_MS)
-            fresh.wait_for_load_state("networkidle")
             screenshot(fresh, "5-fresh-page")
             expect(fresh.locator("#documents-table")).to_contain_text("nda.pdf", timeout=10_000)
     finally:

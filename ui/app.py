@@ -14,6 +14,11 @@ CSS = """
 .gradio-container { max-width: 1440px !important; width: 100% !important; margin: auto; }
 .confidence-view { line-height: 1.8; white-space: pre-wrap; }
 #draft-progress progress { width: 60%; height: 14px; vertical-align: middle; }
+/* the page of a clicked source stays in view beside whichever block card was clicked
+   (sticky needs the container to clip rather than hide its overflow: hidden makes it a
+   scroll container, which pins nothing) */
+.gradio-container { overflow: clip !important; }
+#evidence-column { position: sticky; top: 12px; align-self: flex-start; }
 """
 
 

@@ -24,6 +24,7 @@ from ui.draft_view import (
     block_status,
     confidence_html,
     pin_choices,
+    pinned_line,
     rows_from_evidence,
     rows_from_supports,
     timeline_html,
@@ -66,6 +67,7 @@ class BlockSlot:
             self.sources,
             self.pins,
             self.rows,
+            self.targets,
         ]
 
 
@@ -86,12 +88,13 @@ def block_values(
         rows = rows_from_evidence(block.evidence)
     return [
         gr.update(visible=True),
-        block_status(draft, index),
+        block_status(draft, index) + pinned_line(drafter.tokenizer, draft, index),
         drafter.text(draft, index) if block.done else _text_with_masks(drafter, draft, index),
         confidence_html(drafter.tokenizer, draft, index),
         [row.cells() for row in rows],
         gr.update(choices=pin_choices(drafter.tokenizer, draft, index), value=None),
         rows,
+        gr.update(value=list(block.targets)),
     ]
 
 
@@ -100,16 +103,29 @@ def _text_with_masks(drafter: Drafter, draft: Draft, index: int) -> str:
 
 
 def hidden_block() -> list:
-    return [gr.update(visible=False), "", "", "", [], gr.update(choices=[], value=None), []]
+    return [
+        gr.update(visible=False),
+        "",
+        "",
+        "",
+        [],
+        gr.update(choices=[], value=None),
+        [],
+        gr.update(value=[]),
+    ]
 
 
 def overall_progress(draft: Draft) -> str:
     done = sum(b.step for b in draft.blocks)
     total = sum(b.steps_total for b in draft.blocks) or 1
-    state = "done" if draft.done else f"step {draft.step}"
+    finished = sum(b.done for b in draft.blocks)
+    state = (
+        f"all {finished} blocks done"
+        if draft.done
+        else f"step {draft.step} · {finished}/{len(draft.blocks)} blocks done"
+    )
     return (
-        f'<div id="draft-progress"><progress max="{total}" value="{done}"></progress> '
-        f"{state} · {sum(b.done for b in draft.blocks)}/{len(draft.blocks)} blocks done</div>"
+        f'<div id="draft-progress"><progress max="{total}" value="{done}"></progress> {state}</div>'
     )
 
 
@@ -118,7 +134,7 @@ class DraftTab:
     """What other tabs need of the Draft tab: the session's draft and how to show one."""
 
     draft_id: gr.State
-    outputs: list  # the components `show` fills, in order
+    outputs: list  # the components `show` fills, in order (the blocks, instruction, sections)
     show: Callable[[str], list]  # draft id -> values for `outputs`
     instruction: gr.Textbox
     sections: gr.Textbox
@@ -185,7 +201,7 @@ def build_draft_tab(
         with gr.Column(scale=3):
             for i in range(MAX_BLOCKS):
                 slots.append(_block_card(i))
-        with gr.Column(scale=2):
+        with gr.Column(scale=2, elem_id="evidence-column"):
             gr.Markdown("### Evidence")
             evidence_caption = gr.Markdown(
                 "Click a source of a block to see its page.", elem_id="evidence-caption"
@@ -447,9 +463,10 @@ def build_draft_tab(
     def show(current: str) -> list:
         draft, drafter = workspace.open(current)
         state = "Done." if draft.done else f"Opened at step {draft.step}: press Resume to go on."
-        return render(draft, drafter, state, attribution=True)
+        headings = "\n".join(block.heading for block in draft.blocks)
+        return render(draft, drafter, state, attribution=True) + [draft.instruction, headings]
 
-    return DraftTab(draft_id, view_outputs, show, instruction, sections)
+    return DraftTab(draft_id, [*view_outputs, instruction, sections], show, instruction, sections)
 
 
 def _evidence(workspace: Workspace, doc_id: str, page_index: int, quote: str):
@@ -477,7 +494,7 @@ def _block_card(index: int) -> BlockSlot:
                 text = gr.Textbox(show_label=False, lines=4, interactive=True, elem_id=eid("text"))
             with gr.Tab("Confidence"):
                 confidence = gr.HTML(elem_id=eid("confidence"))
-        with gr.Row(equal_height=True, elem_classes="block-tools"):
+        with gr.Row(elem_classes="block-tools"):
             pin = gr.Button("Pin selection", size="sm", min_width=90, elem_id=eid("pin"))
             pins = gr.Dropdown(label="Pinned", choices=[], scale=2, elem_id=eid("pins"))
             unpin = gr.Button("Unpin", size="sm", min_width=70, elem_id=eid("unpin"))
@@ -485,7 +502,7 @@ def _block_card(index: int) -> BlockSlot:
             lock = gr.Checkbox(
                 label="Lock my edits", value=False, min_width=90, elem_id=eid("lock")
             )
-        with gr.Row(equal_height=True, elem_classes="block-tools"):
+        with gr.Row(elem_classes="block-tools"):
             strength = gr.Slider(
                 0.1,
                 1.0,

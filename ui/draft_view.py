@@ -65,6 +65,15 @@ def block_status(draft: Draft, index: int) -> str:
     return f"### {index + 1}. {html.escape(block.heading)}\n{progress}"
 
 
+def pinned_line(tokenizer, draft: Draft, index: int) -> str:
+    """The block's pinned passages, for its header."""
+    spans = pinned_spans(tokenizer, draft.blocks[index])
+    if not spans:
+        return ""
+    quoted = ", ".join(f"“{html.escape(shorten(text, 80))}”" for _, _, text in spans)
+    return f"\n\n📌 pinned: {quoted}"
+
+
 def confidence_html(tokenizer, draft: Draft, index: int) -> str:
     """The block's text with each token shaded by the model's confidence when it was committed;
     masks as grey blocks, pinned text underlined."""

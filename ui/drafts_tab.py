@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +28,12 @@ def draft_rows(workspace: Workspace) -> list[list]:
         ]
         for d in workspace.drafts.drafts()
     ]
+
+
+def file_stem(title: str, limit: int = 60) -> str:
+    """A file name for a draft's title: its words, each run of other characters one space
+    ("Draft the clauses." gives "Draft the clauses", not "Draft the clauses_")."""
+    return re.sub(r"[^\w\-]+", " ", title).strip()[:limit].strip()
 
 
 def build_drafts_tab(
@@ -70,7 +77,7 @@ def build_drafts_tab(
         try:
             folder = Path(tempfile.mkdtemp(prefix="palimpsest-export-"))
             title = workspace.drafts.load(draft_id).title or draft_id
-            safe = "".join(c if c.isalnum() or c in "-_ " else "_" for c in title)[:60].strip()
+            safe = file_stem(title)
             path = workspace.export(draft_id, fmt, folder / f"{safe or draft_id}.{fmt}")
         except PalimpsestError as error:
             return None, str(error)
