@@ -26,8 +26,9 @@ MIN_CHUNK_TOKENS = 48
 # but not after an enumerator ("1.", "(b).", "iv.") or a common abbreviation ("e.g.", "No.").
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|\n\s*\n")
 _NOT_AN_END = re.compile(
-    r"(?:^|[\s(])(?:\d+(?:\.\d+)*|[a-z]|[ivxlc]+|e\.g|i\.e|etc|cf|al|vs|no|nos|art|arts|sec|"
-    r"secs|para|paras|fig|figs|eq|eqs|ch|p|pp|vol|dr|mr|mrs|ms|prof|st|inc|ltd|co|corp)\.$",
+    r"(?:(?:^|\n)[ \t]*(?:\d+(?:\.\d+)*|[a-z]|[ivxlc]+)"  # an enumerator opening a line
+    r"|(?:^|[\s(])(?:e\.g|i\.e|etc|cf|al|vs|no|nos|art|arts|sec|secs|para|paras|fig|figs|eq|eqs"
+    r"|ch|p|pp|vol|dr|mr|mrs|ms|prof|st|inc|ltd|co|corp))\.$",
     re.IGNORECASE,
 )
 
