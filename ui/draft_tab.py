@@ -41,7 +41,7 @@ SCHEDULE, THRESHOLD = "Linear schedule", "Confidence threshold"
 class BlockSlot:
     """The components of one block card."""
 
-    group: gr.Group
+    group: gr.Column
     header: gr.Markdown
     text: gr.Textbox
     confidence: gr.HTML
@@ -487,7 +487,7 @@ def _block_card(index: int) -> BlockSlot:
     def eid(name: str) -> str:
         return f"block-{index}-{name}"
 
-    with gr.Group(visible=False, elem_id=f"block-{index}") as group:
+    with gr.Column(visible=False, variant="panel", elem_id=f"block-{index}") as group:
         header = gr.Markdown(elem_id=eid("header"))
         with gr.Tabs():
             with gr.Tab("Text"):
