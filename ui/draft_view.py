@@ -71,7 +71,7 @@ def pinned_line(tokenizer, draft: Draft, index: int) -> str:
     if not spans:
         return ""
     quoted = ", ".join(f"“{html.escape(shorten(text, 80))}”" for _, _, text in spans)
-    return f"\n\n📌 pinned: {quoted}"
+    return f"\n\n**Pinned:** {quoted}"
 
 
 def confidence_html(tokenizer, draft: Draft, index: int) -> str:
