@@ -80,7 +80,7 @@ def cmd_draft(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         threshold=args.threshold,
         context_cache=not args.no_context_cache,
-        int8=args.int8,
+        int8=not args.no_int8,
     )
     drafter = workspace.drafter(model, settings.int8)
     draft = drafter.start(args.instruction, args.section, settings, seed=args.seed)
@@ -229,7 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="recompute the whole window every step (exact, slower)",
     )
-    draft.add_argument("--int8", action="store_true", help="int8 linear layers (CPU, faster)")
+    draft.add_argument(
+        "--no-int8",
+        action="store_true",
+        help="keep fp32 linear layers on a CPU (slower, exact weights)",
+    )
     draft.add_argument("--stop-after", type=int, metavar="N", help="pause after N steps")
     draft.add_argument("--json", action="store_true")
 

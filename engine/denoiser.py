@@ -254,7 +254,8 @@ class HFMaskedLMDenoiser:
         if self.tokenizer.mask_token_id is None:
             raise load_error(self.name, "its tokenizer has no mask token")
         self.model.to(self.device).eval()
-        if int8 and self.device.type == "cpu":
+        self.int8 = int8 and self.device.type == "cpu"
+        if self.int8:
             quantize_linear_layers(self.model)
         self.mask_token_id: int = self.tokenizer.mask_token_id
         self.max_length = _max_length(self.model, self.tokenizer)

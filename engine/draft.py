@@ -40,8 +40,9 @@ class DraftSettings:
     order: str = "low_confidence"
     threshold: float | None = None  # None: linear schedule; else commit by confidence >= tau
     context_chars: int = 200  # how much of the neighbouring blocks each block sees
+    # Speed settings; their defaults are justified by bench/denoise.py (README, Performance):
     context_cache: bool = True  # reuse the prompt's keys/values within a round (ModernBERT)
-    int8: bool = False  # dynamic int8 linear layers on a CPU
+    int8: bool = True  # dynamic int8 linear layers (CPU only; ignored on a GPU)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.block_tokens < 1 or self.passages < 0:

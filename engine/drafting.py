@@ -10,7 +10,7 @@ continues the exact same stream.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -68,6 +68,8 @@ class Drafter:
                 f"blocks of {settings.block_tokens} tokens leave too little room for sources in "
                 f"this model's {self.denoiser.max_length}-token context"
             )
+        # the draft records the precision that really runs, so resuming it reloads the same
+        settings = replace(settings, int8=getattr(self.denoiser, "int8", False))
         draft = new_draft(instruction, headings, settings, seed, self.denoiser.mask_token_id)
         draft.rng_state = torch.Generator().manual_seed(seed).get_state().numpy().tobytes()
         self.store.save(draft)

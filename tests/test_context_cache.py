@@ -77,11 +77,12 @@ def test_cached_proposals_stay_close_to_exact_on_the_tiny_model(modernbert):
     assert agreement > 0.9
 
 
-def test_drafting_with_the_cache_resumes_exactly_and_keeps_pins(workspace, tmp_path):
+@pytest.mark.parametrize("int8", [False, True])
+def test_drafting_with_the_cache_resumes_exactly_and_keeps_pins(workspace, tmp_path, int8):
     from engine.draft import pin_selection
 
     folder = build_tiny_modernbert(tmp_path / "drafting-model")
-    drafter = workspace.drafter(str(folder))
+    drafter = workspace.drafter(str(folder), int8=int8)
     assert drafter.context_cache is not None
     settings = draft_settings(folder, temperature=0.5, context_cache=True)
     whole = drafter.start(INSTRUCTION, HEADINGS, settings, seed=3)

@@ -185,6 +185,10 @@ def build_draft_tab(
             refresh = gr.Slider(
                 0, 16, value=4, step=1, label="Refresh retrieval every N steps (0: never)"
             )
+            context_cache = gr.Checkbox(
+                value=True, label="Reuse the sources' attention within a round (faster)"
+            )
+            int8 = gr.Checkbox(value=True, label="int8 weights on a CPU (faster)")
     with gr.Row(equal_height=True):
         start = gr.Button("Start", variant="primary", elem_id="start")
         pause = gr.Button("Pause", elem_id="pause")
@@ -283,6 +287,8 @@ def build_draft_tab(
         seed_value,
         n_passages,
         every,
+        cache_context,
+        use_int8,
     ):
         settings = DraftSettings(
             model=model_name or workspace.settings.model,
@@ -292,12 +298,14 @@ def build_draft_tab(
             refresh_every=int(every),
             temperature=float(temp),
             threshold=float(tau) if rule == THRESHOLD else None,
+            context_cache=bool(cache_context),
+            int8=bool(use_int8),
         )
         heading_list = [h.strip() for h in (headings or "").splitlines() if h.strip()]
         if len(heading_list) > MAX_BLOCKS:
             raise PalimpsestError(f"at most {MAX_BLOCKS} sections per draft on this screen")
         yield render(None, None, f"Loading the model {settings.model}…")
-        drafter = workspace.drafter(settings.model)
+        drafter = workspace.drafter(settings.model, settings.int8)
         draft = drafter.start(text or "", heading_list, settings, seed=int(seed_value or 0))
         yield from stream(draft, drafter)
 
@@ -337,6 +345,8 @@ def build_draft_tab(
             seed,
             passages,
             refresh,
+            context_cache,
+            int8,
         ],
         outputs=view_outputs,
         concurrency_limit=4,
