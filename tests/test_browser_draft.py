@@ -12,22 +12,26 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docx
 import pytest
+from browser_support import (
+    STARTUP_S,
+    AppServer,
+    chromium,
+    explained,
+    running_app,
+    save_screenshot,
+)
 from conftest import REPO_ROOT, SAMPLE_PDFS, cli_env
-from helpers import free_port, pdf_bytes, wait_for_http
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
-from test_browser_library import CHROMIUM, CHROMIUM_ARGS, AppServer, explained, stop
+from helpers import pdf_bytes
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = REPO_ROOT / "test-artifacts"
-STARTUP_S = 240  # loading torch, the embedding model and Gradio on a busy 2-core machine
 WAIT_MS = 60_000  # one small draft or one library operation, generous for a loaded CPU
 VIEWPORT = {"width": 1366, "height": 1000}
 STEPS, TOKENS = 6, 24  # small drafts: a 3-block draft takes a second or two on a CPU
@@ -49,8 +53,6 @@ HEADINGS = ["Termination for convenience", "Termination for cause", "Effect of t
 
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[AppServer]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent (apt-get install -y chromium)")
     root = tmp_path_factory.mktemp("browser-draft")
     library_dir = root / "library"
     injection = root / "upload" / INJECTION_NAME
@@ -59,9 +61,6 @@ def app_server(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> It
     env = cli_env(
         library_dir,
         PALIMPSEST_MODEL=str(tiny_model),
-        no_proxy="127.0.0.1,localhost",
-        NO_PROXY="127.0.0.1,localhost",
-        PYTHONUNBUFFERED="1",
     )
     ingest = subprocess.run(
         [sys.executable, "-m", "engine", "ingest", "sample_docs", str(injection)],
@@ -74,51 +73,14 @@ def app_server(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> It
     assert ingest.returncode == 0, ingest.stdout + ingest.stderr
     assert ingest.stdout.count("added:") == len(SAMPLE_PDFS) + 1, ingest.stdout
 
-    log_path = root / "app.log"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port), "--library", str(library_dir)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    server = AppServer(url, process, log_path, library_dir)
-    try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"app.py exited with code {process.returncode} before serving\n"
-                    f"--- app log tail ---\n{server.log_tail()}"
-                )
-            try:
-                wait_for_http(url, timeout_s=3)
-                break
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"app.py did not serve {url} within {STARTUP_S} s\n"
-                        f"--- app log tail ---\n{server.log_tail()}"
-                    )
+    with running_app(root, env) as server:
         yield server
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")
 def browser(app_server: AppServer) -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 def new_page(context: BrowserContext, server: AppServer) -> Page:
@@ -161,8 +123,7 @@ def page(browser: Browser, app_server: AppServer) -> Iterator[Page]:
 
 
 def screenshot(page: Page, name: str, full_page: bool = True) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"draft-{name}.png"), full_page=full_page)
+    save_screenshot(page, f"draft-{name}", full_page)
 
 
 def open_tab(page: Page, tab_id: str) -> None:

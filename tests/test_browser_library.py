@@ -8,118 +8,38 @@ from __future__ import annotations
 
 import random
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, SAMPLE_DIR, cli_env
-from helpers import free_port, wait_for_http
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from playwright.sync_api import Error as PlaywrightError
+from browser_support import (
+    AppServer,
+    chromium,
+    explained,
+    running_app,
+    save_screenshot,
+)
+from conftest import SAMPLE_DIR, cli_env
+from helpers import wait_for_http
+from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-ARTIFACTS = REPO_ROOT / "test-artifacts"
-STARTUP_S = 240  # loading torch, the embedding model and Gradio on a busy 2-core machine
 WAIT_MS = 60_000  # one upload or search, generous for a loaded CPU
 NDA = SAMPLE_DIR / "nda.pdf"
 
 
-@dataclass
-class AppServer:
-    url: str
-    process: subprocess.Popen
-    log_path: Path
-    library_dir: Path
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError as error:
-            return f"(no log: {error})"
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Terminate a process we started, and kill it if it does not go."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=20)
-
-
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent (apt-get install -y chromium)")
     root = tmp_path_factory.mktemp("browser-app")
-    library_dir = root / "library"
-    log_path = root / "app.log"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    env = cli_env(library_dir, no_proxy="127.0.0.1,localhost", NO_PROXY="127.0.0.1,localhost")
-    env["PYTHONUNBUFFERED"] = "1"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port), "--library", str(library_dir)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    server = AppServer(url, process, log_path, library_dir)
-    try:
-        waited = 0.0
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"app.py exited with code {process.returncode} before serving\n"
-                    f"--- app log tail ---\n{server.log_tail()}"
-                )
-            try:
-                wait_for_http(url, timeout_s=3)
-                break
-            except TimeoutError:
-                waited += 3
-                if waited >= STARTUP_S:
-                    pytest.fail(
-                        f"app.py did not serve {url} within {STARTUP_S} s\n"
-                        f"--- app log tail ---\n{server.log_tail()}"
-                    )
+    with running_app(root, cli_env(root / "library")) as server:
         yield server
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")
 def browser(app_server: AppServer) -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
@@ -139,25 +59,8 @@ def page(browser: Browser, app_server: AppServer) -> Iterator[Page]:
         context.close()
 
 
-@contextmanager
-def explained(server: AppServer, page: Page | None = None) -> Iterator[None]:
-    """Re-raise a failed expectation with the app's log tail (and page errors) attached."""
-    try:
-        yield
-    except (AssertionError, PlaywrightError) as error:
-        alive = (
-            "running" if server.process.poll() is None else f"exited {server.process.returncode}"
-        )
-        page_errors = getattr(page, "errors", []) if page is not None else []
-        raise AssertionError(
-            f"{error}\n--- app ({alive}) log tail ---\n{server.log_tail()}"
-            + (f"\n--- page errors ---\n{page_errors}" if page_errors else "")
-        ) from error
-
-
 def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"library-{name}.png"), full_page=True)
+    save_screenshot(page, f"library-{name}")
 
 
 def upload_log(page: Page):
