@@ -18,7 +18,6 @@ class LexicalIndex:
 
     def __init__(self, chunk_ids: list[str], texts: list[str]):
         self.chunk_ids = chunk_ids
-        self.row_of = {chunk_id: row for row, chunk_id in enumerate(chunk_ids)}
         self.retriever = bm25s.BM25()
         if texts:
             self.retriever.index(_tokenize(texts), show_progress=False)
