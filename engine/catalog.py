@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from engine.chunking import Chunk
+from engine.database import connection
 from engine.documents import Page
-from engine.errors import PalimpsestError
 
 PENDING, READY, DELETING = "pending", "ready", "deleting"
 
@@ -59,10 +58,6 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-class LibraryBusyError(PalimpsestError):
-    """The library database is locked by another process for longer than we wait."""
-
-
 @dataclass(frozen=True)
 class DocumentRecord:
     doc_id: str
@@ -85,24 +80,8 @@ class Catalog:
         with self.connect() as db:
             db.executescript(SCHEMA)
 
-    @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        """One short-lived connection per operation, committed on success: safe across threads."""
-        db = sqlite3.connect(self.path, timeout=self.timeout_s)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            with db:
-                yield db
-        except sqlite3.OperationalError as error:
-            if "locked" in str(error) or "busy" in str(error):
-                raise LibraryBusyError(
-                    f"the library at {self.path.parent} is busy (locked by another process); "
-                    "try again in a moment"
-                ) from error
-            raise
-        finally:
-            db.close()
+    def connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connection(self.path, self.timeout_s)
 
     # -- writes --------------------------------------------------------------------------------
 

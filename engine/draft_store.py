@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from engine.database import connection
 from engine.draft import Block, Draft, DraftError, DraftSettings
 from engine.library import SearchHit
 from engine.sampler import Canvas
@@ -132,15 +132,8 @@ class DraftStore:
         with self._connect() as db:
             db.executescript(SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=self.timeout_s)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connection(self.path, self.timeout_s, synchronous="FULL")  # every step durable
 
     def save(self, draft: Draft) -> None:
         draft.updated = time.time()
