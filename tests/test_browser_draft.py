@@ -253,13 +253,18 @@ def pin_selection(page: Page, index: int, start: int, end: int) -> list[str]:
     raise AssertionError(f"the selection never reached the app: {seen(page)}")
 
 
-def open_from_drafts(page: Page, title: str) -> None:
-    """Choose the draft titled `title` in the Drafts tab and open it in the Draft tab."""
+def choose_in_drafts(page: Page, title: str) -> None:
+    """Go to the Drafts tab and choose the draft titled `title` in its table."""
     open_tab(page, "drafts")
     table = page.locator("#drafts-table")
     expect(table).to_contain_text(title)
     table.locator("[role=gridcell][data-col='0']", has_text=title).first.click()
     expect(page.locator("#chosen-draft textarea")).not_to_have_value("")
+
+
+def open_from_drafts(page: Page, title: str) -> None:
+    """Choose the draft titled `title` in the Drafts tab and open it in the Draft tab."""
+    choose_in_drafts(page, title)
     page.locator("#open-draft").click()
     expect(page.locator("button[role=tab][data-tab-id=draft]")).to_have_attribute(
         "aria-selected", "true"
@@ -411,11 +416,7 @@ def test_export_docx_with_footnotes(page: Page, app_server: AppServer, tmp_path:
     title = "Draft the export test clauses."
     with explained(app_server, page):
         start_draft(page, title, HEADINGS)
-        open_tab(page, "drafts")
-        table = page.locator("#drafts-table")
-        expect(table).to_contain_text(title)
-        table.locator("[role=gridcell][data-col='0']", has_text=title).first.click()
-        expect(page.locator("#chosen-draft textarea")).not_to_have_value("")
+        choose_in_drafts(page, title)
         page.locator("#export-docx").click()
         expect(page.locator("#drafts-message")).to_contain_text("Exported")
         link = page.locator("#export-file a[download]").first
