@@ -2,11 +2,15 @@
 
 Settings come from (highest first) explicit arguments, environment variables and defaults, so the
 CLI, the app and the tests all build the same `Settings` the same way.
+
+Importing this module also switches off the usage reports of the libraries underneath (see
+`disable_telemetry`): nothing about the user's library or use leaves the machine.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,6 +19,31 @@ import platformdirs
 DEFAULT_MAX_FILE_MB = 200
 DEFAULT_MAX_PAGES = 5000
 DEFAULT_MODEL = "dllm-hub/ModernBERT-large-chat-v0.1"
+
+# Usage reports that libraries underneath send unless told not to: Gradio's analytics and version
+# check (api.gradio.app), Chroma's product telemetry, and the Hugging Face hub's telemetry, which
+# also fetches a list of "agent harnesses" from huggingface.co once a day on the first hub request.
+TELEMETRY_OFF = {
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "ANONYMIZED_TELEMETRY": "False",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}
+
+
+def disable_telemetry() -> None:
+    """Turn the usage reports in TELEMETRY_OFF off, unless the user has set them explicitly.
+
+    Gradio and Chroma read their switch when an app or client is created; huggingface_hub reads
+    its switch once, at import, so when it is already imported its constant is set too.
+    """
+    for name, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(name, value)
+    hub_constants = sys.modules.get("huggingface_hub.constants")
+    if hub_constants is not None and os.environ["HF_HUB_DISABLE_TELEMETRY"] == "1":
+        hub_constants.HF_HUB_DISABLE_TELEMETRY = True
+
+
+disable_telemetry()
 
 
 def default_library_dir() -> Path:

@@ -36,6 +36,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from engine.config import disable_telemetry
 from engine.context_cache import ModernBertContextCache
 from engine.errors import PalimpsestError
 
@@ -130,6 +131,7 @@ def load_pretrained(name: str | Path, load: Callable[[str, bool], T]) -> T:
                 "it is not a folder, and it is not in the local cache while HF_HUB_OFFLINE is set"
             )
             raise load_error(name, reason) from exc
+    disable_telemetry()  # the hub request below must not report usage (or fetch agent lists)
     _probe_hub(name)
     return _attempt(name, lambda: load(name, False))
 
