@@ -1,21 +1,37 @@
-"""Start the Palimpsest web app: `python app.py [--port 7860] [--host H] [--library DIR]`."""
+"""Start the Palimpsest web app: `python app.py [--port 7860] [--host H] [--library DIR]
+[--auth USERS_FILE]`."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Palimpsest web app")
-    parser.add_argument("--host", default=os.environ.get("PALIMPSEST_HOST", "127.0.0.1"))
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("PALIMPSEST_HOST", "127.0.0.1"),
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("PALIMPSEST_PORT", 7860)))
     parser.add_argument(
         "--library",
-        help="library folder (default: $PALIMPSEST_LIBRARY or the per-user data folder)",
+        help="data folder (default: $PALIMPSEST_LIBRARY or the per-user data folder)",
+    )
+    parser.add_argument(
+        "--auth",
+        metavar="USERS_FILE",
+        default=os.environ.get("PALIMPSEST_AUTH"),
+        help="require sign-in with the accounts of this file (`palimpsest adduser`); each user "
+        "then has their own library and drafts",
     )
     return parser.parse_args(argv)
 
@@ -24,17 +40,32 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from engine.cli import quiet_model_loading
     from engine.config import Settings
-    from engine.workspace import Workspace
-    from ui.app import CSS, build_app
+    from engine.errors import PalimpsestError
+    from engine.users import Users
+
+    settings = Settings().with_library(args.library)
+    try:
+        users = Users(args.auth) if args.auth else None
+    except PalimpsestError as error:
+        sys.exit(f"error: {error}")
+    if users is not None and not users.names():
+        sys.exit(f"error: {args.auth} has no accounts: add one with `palimpsest adduser NAME`")
+    if users is None and args.host not in LOOPBACK:
+        print(
+            f"warning: serving on {args.host} without --auth: anyone who can reach this address "
+            "can read and change this library",
+            file=sys.stderr,
+        )
+    # Files being uploaded wait in the data folder, not in a shared /tmp, until ingested.
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(settings.library_dir) / "uploads"))
+
+    from engine.workspaces import Workspaces
+    from ui.server import serve
 
     quiet_model_loading()
-    settings = Settings().with_library(args.library)
-    workspace = Workspace(settings)
-    workspace.library.warm_up()
-    print(f"Library: {settings.library_dir}", flush=True)
-    app = build_app(workspace)
-    app.queue(default_concurrency_limit=4)
-    app.launch(server_name=args.host, server_port=args.port, css=CSS, show_error=False)
+    workspaces = Workspaces(settings, per_user=users is not None)
+    print(f"Library: {settings.library_dir}" + (" (one per user)" if users else ""), flush=True)
+    serve(workspaces, users, args.host, args.port)
 
 
 if __name__ == "__main__":

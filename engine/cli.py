@@ -167,6 +167,25 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_adduser(args: argparse.Namespace) -> int:
+    """Add an account (or change its password) in a users file for `python app.py --auth`."""
+    from engine.users import Users
+
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("error: the passwords differ", file=sys.stderr)
+            return EXIT_ERROR
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    users = Users(args.users)
+    users.set_password(args.name, password)
+    print(f"{args.name} can sign in with --auth {args.users}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="palimpsest", description="Draft from your own PDFs with a diffusion language model."
@@ -253,6 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     docs = command("docs", cmd_docs, "list the documents in the library")
     docs.add_argument("--json", action="store_true")
+
+    adduser = commands.add_parser(
+        "adduser",
+        help="add an account for `python app.py --auth FILE` (password from the prompt or stdin)",
+    )
+    adduser.add_argument("name")
+    adduser.add_argument("--users", required=True, metavar="FILE", help="the users file")
+    adduser.set_defaults(handler=cmd_adduser)
     return parser
 
 

@@ -1,56 +1,38 @@
 """One library folder with everything that works on it: documents, drafts and models.
 
 The CLI and the UI both go through a `Workspace`, so they are two faces of the same engine API.
-Models are loaded once per workspace and shared; the "demo" model is a tiny randomly initialised
-masked LM built on first use, so the whole drafting interaction can be tried without a checkpoint
-(its text is meaningless).
+Models come from a `Denoisers` cache that several workspaces (one per user) can share.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from engine.attribution import Support, attribute
 from engine.config import Settings
-from engine.denoiser import Denoiser, load_denoiser
 from engine.draft import Draft, DraftError, block_text, pinned_spans
 from engine.draft_store import DraftStore
 from engine.drafting import Drafter
 from engine.embeddings import Embedder
 from engine.export import Citation, ExportSection, export_draft
 from engine.library import Library
-
-DEMO_MODEL = "demo"
+from engine.models import Denoisers
 
 
 class Workspace:
-    def __init__(self, settings: Settings, embedder: Embedder | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder | None = None,
+        denoisers: Denoisers | None = None,
+    ):
         self.settings = settings
         self.library = Library(settings, embedder=embedder)
         self.drafts = DraftStore(settings.library_dir / "drafts.sqlite3")
-        self._denoisers: dict[tuple[str, bool], Denoiser] = {}
-        self._lock = threading.Lock()
-
-    def denoiser(self, model: str, int8: bool = False) -> Denoiser:
-        """The denoiser for `model` (hub id, folder, or "demo"), loaded once per precision."""
-        with self._lock:
-            if (model, int8) not in self._denoisers:
-                self._denoisers[model, int8] = load_denoiser(self._model_path(model), int8=int8)
-            return self._denoisers[model, int8]
-
-    def _model_path(self, model: str) -> str:
-        if model != DEMO_MODEL:
-            return model
-        folder = self.settings.library_dir / "models" / "demo-tiny-bert"
-        if not (folder / "config.json").is_file():
-            from engine.testmodels import build_tiny_bert
-
-            build_tiny_bert(folder)
-        return str(folder)
+        self.denoisers = denoisers or Denoisers(settings.library_dir / "models")
 
     def drafter(self, model: str, int8: bool = False) -> Drafter:
-        return Drafter(self.library, self.denoiser(model, int8), self.drafts)
+        return Drafter(self.library, self.denoisers.get(model, int8), self.drafts)
 
     def open(self, draft_id: str) -> tuple[Draft, Drafter]:
         draft = self.drafts.load(draft_id)

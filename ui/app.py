@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine.workspace import Workspace
 from ui.draft_tab import build_draft_tab
 from ui.drafts_tab import build_drafts_tab
 from ui.library_tab import build_library_tab
-from ui.runs import RunRegistry
+from ui.sessions import Sessions
 
 CSS = """
 .gradio-container { max-width: 1440px !important; width: 100% !important; margin: auto; }
@@ -19,18 +18,18 @@ CSS = """
    scroll container, which pins nothing) */
 .gradio-container { overflow: clip !important; }
 #evidence-column { position: sticky; top: 12px; align-self: flex-start; }
+#export-links a { margin-right: 1em; font-weight: 600; }
 """
 
 
-def build_app(workspace: Workspace) -> gr.Blocks:
-    runs = RunRegistry()
-    with gr.Blocks(title="Palimpsest") as app:
+def build_app(sessions: Sessions) -> gr.Blocks:
+    with gr.Blocks(title="Palimpsest", analytics_enabled=False) as app:
         gr.Markdown("# Palimpsest\nDraft legal and academic text from your own sources.")
         with gr.Tabs() as tabs:
             with gr.Tab("Library", id="library"):
-                build_library_tab(app, workspace.library)
+                build_library_tab(app, sessions)
             with gr.Tab("Draft", id="draft") as draft:
-                draft_tab = build_draft_tab(app, draft, workspace, runs)
+                draft_tab = build_draft_tab(app, draft, sessions)
             with gr.Tab("Drafts", id="drafts") as drafts:
-                build_drafts_tab(app, drafts, tabs, workspace, runs, draft_tab)
+                build_drafts_tab(app, drafts, tabs, sessions, draft_tab)
     return app

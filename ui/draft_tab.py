@@ -1,13 +1,17 @@
 """The Draft tab: write an instruction and sections, watch every block denoise, and work on each
 block (pin, unpin, edit, re-run, retarget) while its sources stay one click from the page.
 
-Handlers load the draft from the store, call one engine operation and turn the result into
-component values (`ui.draft_view`); the draft store is the only state shared between them.
+Handlers load the draft from the signed-in user's store, call one engine operation and turn the
+result into component values (`ui.draft_view`); the draft store is the only state shared between
+them.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import html
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -17,8 +21,9 @@ from engine.config import DEFAULT_MODEL
 from engine.draft import Draft, DraftSettings, edit_text, pin_selection, unpin_selection
 from engine.drafting import Drafter
 from engine.errors import PalimpsestError
+from engine.models import DEMO_MODEL
 from engine.page_images import render_page
-from engine.workspace import DEMO_MODEL, Workspace
+from engine.workspace import Workspace
 from ui.draft_view import (
     SourceRow,
     block_status,
@@ -29,7 +34,7 @@ from ui.draft_view import (
     rows_from_supports,
     timeline_html,
 )
-from ui.runs import RunRegistry
+from ui.sessions import Session, Sessions
 
 MAX_BLOCKS = 8
 SOURCE_HEADERS = ["Document", "Page", "Score", "Evidence"]
@@ -135,14 +140,12 @@ class DraftTab:
 
     draft_id: gr.State
     outputs: list  # the components `show` fills, in order (the blocks, instruction, sections)
-    show: Callable[[str], list]  # draft id -> values for `outputs`
+    show: Callable[[str, Session], list]  # draft id -> values for `outputs`
     instruction: gr.Textbox
     sections: gr.Textbox
 
 
-def build_draft_tab(
-    app: gr.Blocks, tab: gr.Tab, workspace: Workspace, runs: RunRegistry
-) -> DraftTab:
+def build_draft_tab(app: gr.Blocks, tab: gr.Tab, sessions: Sessions) -> DraftTab:
     """Lay out the Draft tab in `app` and wire it."""
     draft_id = gr.State(None)
     with gr.Row():
@@ -164,8 +167,8 @@ def build_draft_tab(
         with gr.Column(scale=2), gr.Accordion("Settings", open=False, elem_id="settings"):
             model = gr.Dropdown(
                 label="Model: a hub id, a local model folder, or the demo model",
-                choices=model_choices(workspace.settings.model),
-                value=workspace.settings.model,
+                choices=model_choices(sessions.default_model),
+                value=sessions.default_model,
                 allow_custom_value=True,
                 elem_id="model",
             )
@@ -210,9 +213,7 @@ def build_draft_tab(
             evidence_caption = gr.Markdown(
                 "Click a source of a block to see its page.", elem_id="evidence-caption"
             )
-            evidence_image = gr.Image(
-                type="pil", interactive=False, show_label=False, elem_id="evidence-image"
-            )
+            evidence_image = gr.HTML(elem_id="evidence-image")
             with gr.Row():
                 previous_page = gr.Button("◀ Previous page", size="sm")
                 next_page = gr.Button("Next page ▶", size="sm")
@@ -223,9 +224,13 @@ def build_draft_tab(
         view_outputs += slot.outputs()
 
     def render(
-        draft: Draft | None, drafter: Drafter | None, message: str, attribution: bool = False
+        workspace: Workspace | None,
+        draft: Draft | None,
+        drafter: Drafter | None,
+        message: str,
+        attribution: bool = False,
     ) -> list:
-        if draft is None or drafter is None:
+        if workspace is None or draft is None or drafter is None:
             return [message, "", gr.update(), gr.update()] + hidden_block() * MAX_BLOCKS
         values = [
             message,
@@ -242,25 +247,32 @@ def build_draft_tab(
         return values
 
     def stream(
-        draft: Draft, drafter: Drafter, only: list[int] | None = None, stop_after: int | None = None
+        session: Session,
+        draft: Draft,
+        drafter: Drafter,
+        only: list[int] | None = None,
+        stop_after: int | None = None,
     ) -> Iterator[list]:
-        with runs.running(draft.draft_id) as pause_requested:
-            yield render(draft, drafter, "Drafting…")
+        workspace = session.workspace
+        with session.runs.running(draft.draft_id) as pause_requested:
+            yield render(workspace, draft, drafter, "Drafting…")
             for event in drafter.run(
                 draft, only=only, stop_after=stop_after, should_stop=pause_requested.is_set
             ):
-                yield render(draft, drafter, f"Drafting… step {event.step}")
+                yield render(workspace, draft, drafter, f"Drafting… step {event.step}")
             paused = pause_requested.is_set() and not draft.done
         message = (
             "Done." if draft.done else ("Paused." if paused else f"Stopped at step {draft.step}.")
         )
         if draft.settings.model == DEMO_MODEL:
             message += f" ({DEMO_LABEL.lower()})"
-        yield render(draft, drafter, message, attribution=True)
+        yield render(workspace, draft, drafter, message, attribution=True)
 
     def guarded(handler):
-        """Run a streaming handler; a PalimpsestError becomes the status line, nothing else."""
+        """Run a streaming handler; a PalimpsestError becomes the status line, nothing else.
+        (`wraps` keeps the handler's signature, which tells Gradio to pass the request.)"""
 
+        @functools.wraps(handler)
         def wrapped(*args):
             try:
                 yield from handler(*args)
@@ -269,10 +281,10 @@ def build_draft_tab(
 
         return wrapped
 
-    def open_current(current: str | None) -> tuple[Draft, Drafter]:
+    def open_current(session: Session, current: str | None) -> tuple[Draft, Drafter]:
         if not current:
             raise PalimpsestError("start a draft first, or open one from the Drafts tab")
-        return workspace.open(current)
+        return session.workspace.open(current)
 
     @guarded
     def on_start(
@@ -289,9 +301,11 @@ def build_draft_tab(
         every,
         cache_context,
         use_int8,
+        request: gr.Request,
     ):
+        session = sessions(request)
         settings = DraftSettings(
-            model=model_name or workspace.settings.model,
+            model=model_name or sessions.default_model,
             steps=int(n_steps),
             block_tokens=int(n_tokens),
             passages=int(n_passages),
@@ -304,30 +318,36 @@ def build_draft_tab(
         heading_list = [h.strip() for h in (headings or "").splitlines() if h.strip()]
         if len(heading_list) > MAX_BLOCKS:
             raise PalimpsestError(f"at most {MAX_BLOCKS} sections per draft on this screen")
-        yield render(None, None, f"Loading the model {settings.model}…")
-        drafter = workspace.drafter(settings.model, settings.int8)
+        yield render(None, None, None, f"Loading the model {settings.model}…")
+        drafter = session.workspace.drafter(settings.model, settings.int8)
         draft = drafter.start(text or "", heading_list, settings, seed=int(seed_value or 0))
-        yield from stream(draft, drafter)
+        yield from stream(session, draft, drafter)
 
     @guarded
-    def on_step(current):
-        draft, drafter = open_current(current)
-        yield from stream(draft, drafter, stop_after=1)
+    def on_step(current, request: gr.Request):
+        session = sessions(request)
+        draft, drafter = open_current(session, current)
+        yield from stream(session, draft, drafter, stop_after=1)
 
     @guarded
-    def on_resume(current):
-        draft, drafter = open_current(current)
-        yield from stream(draft, drafter)
+    def on_resume(current, request: gr.Request):
+        session = sessions(request)
+        draft, drafter = open_current(session, current)
+        yield from stream(session, draft, drafter)
 
-    def on_pause(current):
-        if current and runs.pause(current):
+    def on_pause(current, request: gr.Request):
+        if current and sessions(request).runs.pause(current):
             return "Pausing after the step in flight…"
         return "Nothing is running."
 
-    def on_timeline(current, at):
+    def on_timeline(current, at, request: gr.Request):
         if not current:
             return ""
-        draft, drafter = workspace.open(current)
+        workspace = sessions(request).workspace
+        try:
+            draft, drafter = workspace.open(current)
+        except PalimpsestError as error:
+            return html.escape(str(error))
         at = int(at)
         return timeline_html(drafter.tokenizer, draft, workspace.drafts.snapshot(current, at), at)
 
@@ -351,98 +371,136 @@ def build_draft_tab(
         outputs=view_outputs,
         concurrency_limit=4,
         concurrency_id="drafting",
+        api_name="start_draft",
     )
-    step_once.click(on_step, inputs=draft_id, outputs=view_outputs, concurrency_id="drafting")
-    resume.click(on_resume, inputs=draft_id, outputs=view_outputs, concurrency_id="drafting")
-    pause.click(on_pause, inputs=draft_id, outputs=status, concurrency_limit=None)
-    timeline.release(on_timeline, inputs=[draft_id, timeline], outputs=timeline_view)
+    step_once.click(
+        on_step, inputs=draft_id, outputs=view_outputs, concurrency_id="drafting", api_name="step"
+    )
+    resume.click(
+        on_resume,
+        inputs=draft_id,
+        outputs=view_outputs,
+        concurrency_id="drafting",
+        api_name="resume",
+    )
+    pause.click(on_pause, inputs=draft_id, outputs=status, concurrency_limit=None, api_name="pause")
+    timeline.release(
+        on_timeline, inputs=[draft_id, timeline], outputs=timeline_view, api_name="timeline"
+    )
 
-    def on_source_click(rows: list[SourceRow], event: gr.SelectData):
+    def on_source_click(rows: list[SourceRow], event: gr.SelectData, request: gr.Request):
         row = rows[event.index[0]] if rows and event.index[0] < len(rows) else None
         if row is None:
             return gr.update(), gr.update(), None
-        return _evidence(workspace, row.doc_id, row.page_index, row.quote)
+        return _evidence(sessions(request).workspace, row.doc_id, row.page_index, row.quote)
 
     def wire(index: int, slot: BlockSlot) -> None:
         """The per-block operations; each refuses to touch a draft that is running."""
 
-        def changed(current: str | None, change: Callable[[Draft, Drafter], None]) -> list:
-            draft, drafter = open_current(current)
-            runs.require_idle(draft.draft_id)
+        def changed(
+            request: gr.Request, current: str | None, change: Callable[[Draft, Drafter], None]
+        ) -> list:
+            session = sessions(request)
+            draft, drafter = open_current(session, current)
+            session.runs.require_idle(draft.draft_id)
             change(draft, drafter)
-            workspace.drafts.save(draft)
-            return render(draft, drafter, "Saved.", attribution=True)
+            session.workspace.drafts.save(draft)
+            return render(session.workspace, draft, drafter, "Saved.", attribution=True)
 
         @guarded
-        def on_pin(current, selection):
+        def on_pin(current, selection, request: gr.Request):
             if not selection:
                 raise PalimpsestError("select some text of the block first, then press Pin")
             start, end = selection
             yield changed(
-                current, lambda d, dr: pin_selection(dr.tokenizer, d.blocks[index], start, end)
+                request,
+                current,
+                lambda d, dr: pin_selection(dr.tokenizer, d.blocks[index], start, end),
             )
 
         @guarded
-        def on_unpin(current, chosen):
+        def on_unpin(current, chosen, request: gr.Request):
             if not chosen:
                 raise PalimpsestError("choose a pinned passage to unpin")
             start, end = map(int, chosen.split(":"))
             yield changed(
-                current, lambda d, dr: unpin_selection(dr.tokenizer, d.blocks[index], start, end)
+                request,
+                current,
+                lambda d, dr: unpin_selection(dr.tokenizer, d.blocks[index], start, end),
             )
 
         @guarded
-        def on_save(current, text, lock):
+        def on_save(current, text, lock, request: gr.Request):
             yield changed(
+                request,
                 current,
                 lambda d, dr: edit_text(dr.tokenizer, d.blocks[index], text or "", lock=bool(lock)),
             )
 
         @guarded
-        def on_rerun(current, strength):
-            draft, drafter = open_current(current)
-            runs.require_idle(draft.draft_id)
+        def on_rerun(current, strength, request: gr.Request):
+            session = sessions(request)
+            draft, drafter = open_current(session, current)
+            session.runs.require_idle(draft.draft_id)
             drafter.rerun(draft, index, float(strength))
-            yield from stream(draft, drafter, only=[index])
+            yield from stream(session, draft, drafter, only=[index])
 
         @guarded
-        def on_retarget(current, doc_ids, strength):
-            draft, drafter = open_current(current)
-            runs.require_idle(draft.draft_id)
+        def on_retarget(current, doc_ids, strength, request: gr.Request):
+            session = sessions(request)
+            draft, drafter = open_current(session, current)
+            session.runs.require_idle(draft.draft_id)
             drafter.retarget(draft, index, list(doc_ids or []), float(strength))
-            yield from stream(draft, drafter, only=[index])
+            yield from stream(session, draft, drafter, only=[index])
 
         def on_select(event: gr.SelectData):
             return list(event.index) if isinstance(event.index, list | tuple) else None
 
-        slot.text.select(on_select, outputs=slot.selection)
-        slot.pin.click(on_pin, inputs=[draft_id, slot.selection], outputs=view_outputs)
-        slot.unpin.click(on_unpin, inputs=[draft_id, slot.pins], outputs=view_outputs)
-        slot.save.click(on_save, inputs=[draft_id, slot.text, slot.lock], outputs=view_outputs)
+        hidden = "undocumented"  # callable, but only the page needs it
+        slot.text.select(on_select, outputs=slot.selection, api_visibility=hidden)
+        slot.pin.click(
+            on_pin,
+            inputs=[draft_id, slot.selection],
+            outputs=view_outputs,
+            api_name=f"pin_{index}",
+        )
+        slot.unpin.click(
+            on_unpin, inputs=[draft_id, slot.pins], outputs=view_outputs, api_name=f"unpin_{index}"
+        )
+        slot.save.click(
+            on_save,
+            inputs=[draft_id, slot.text, slot.lock],
+            outputs=view_outputs,
+            api_name=f"edit_{index}",
+        )
         slot.rerun.click(
             on_rerun,
             inputs=[draft_id, slot.strength],
             outputs=view_outputs,
             concurrency_id="drafting",
+            api_name=f"rerun_{index}",
         )
         slot.retarget.click(
             on_retarget,
             inputs=[draft_id, slot.targets, slot.strength],
             outputs=view_outputs,
             concurrency_id="drafting",
+            api_name=f"retarget_{index}",
         )
         slot.sources.select(
             on_source_click,
             inputs=slot.rows,
             outputs=[evidence_image, evidence_caption, evidence_at],
+            api_visibility=hidden,
         )
 
     for index, slot in enumerate(slots):
         wire(index, slot)
 
-    def on_turn(at, delta):
+    def turned(at, delta: int, request: gr.Request):
         if not at:
             return gr.update(), "Click a source of a block to see its page.", at
+        workspace = sessions(request).workspace
         doc_id, page_index, quote = at
         record = workspace.library.document(doc_id)
         target = page_index + delta
@@ -450,31 +508,35 @@ def build_draft_tab(
             return gr.update(), gr.update(), at
         return _evidence(workspace, doc_id, target, quote if delta == 0 else "")
 
+    def on_previous_page(at, request: gr.Request):
+        return turned(at, -1, request)
+
+    def on_next_page(at, request: gr.Request):
+        return turned(at, 1, request)
+
+    evidence_outputs = [evidence_image, evidence_caption, evidence_at]
     previous_page.click(
-        lambda at: on_turn(at, -1),
-        inputs=evidence_at,
-        outputs=[evidence_image, evidence_caption, evidence_at],
+        on_previous_page, inputs=evidence_at, outputs=evidence_outputs, api_name="previous_page"
     )
     next_page.click(
-        lambda at: on_turn(at, 1),
-        inputs=evidence_at,
-        outputs=[evidence_image, evidence_caption, evidence_at],
+        on_next_page, inputs=evidence_at, outputs=evidence_outputs, api_name="next_page"
     )
 
-    def refresh_targets():
-        choices = [
-            (f"{r.filename} ({r.pages} p.)", r.doc_id) for r in workspace.library.documents()
-        ]
+    def refresh_targets(request: gr.Request):
+        documents = sessions(request).workspace.library.documents()
+        choices = [(f"{r.filename} ({r.pages} p.)", r.doc_id) for r in documents]
         return [gr.update(choices=choices) for _ in slots]
 
-    app.load(refresh_targets, outputs=[slot.targets for slot in slots])
-    tab.select(refresh_targets, outputs=[slot.targets for slot in slots])
+    targets = [slot.targets for slot in slots]
+    app.load(refresh_targets, outputs=targets, api_visibility="undocumented")
+    tab.select(refresh_targets, outputs=targets, api_visibility="undocumented")
 
-    def show(current: str) -> list:
-        draft, drafter = workspace.open(current)
+    def show(current: str, session: Session) -> list:
+        draft, drafter = session.workspace.open(current)
         state = "Done." if draft.done else f"Opened at step {draft.step}: press Resume to go on."
         headings = "\n".join(block.heading for block in draft.blocks)
-        return render(draft, drafter, state, attribution=True) + [draft.instruction, headings]
+        values = render(session.workspace, draft, drafter, state, attribution=True)
+        return values + [draft.instruction, headings]
 
     return DraftTab(draft_id, [*view_outputs, instruction, sections], show, instruction, sections)
 
@@ -490,7 +552,16 @@ def _evidence(workspace: Workspace, doc_id: str, page_index: int, quote: str):
         f"**{html.escape(record.filename)}** · page {html.escape(page.page_label)} "
         f"(physical {page_index + 1} of {record.pages}){note}"
     )
-    return image, caption, (doc_id, page_index, quote)
+    return _inline_image(image, f"page {page_index + 1}"), caption, (doc_id, page_index, quote)
+
+
+def _inline_image(image, alt: str) -> str:
+    """The image inside the page itself (a data URI): a page of a user's document never becomes
+    a file on a route another request could fetch."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" style="width:100%">'
 
 
 def _block_card(index: int) -> BlockSlot:

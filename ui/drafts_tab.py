@@ -1,18 +1,22 @@
-"""The Drafts tab: saved drafts to open (and resume), delete and export."""
+"""The Drafts tab: the signed-in user's saved drafts to open (and resume), delete and download.
+
+Downloads are plain links to the app's `/download` route (`ui.server`), which exports the draft
+from the requesting user's own store: no exported file is ever left where another user's
+request could fetch it.
+"""
 
 from __future__ import annotations
 
-import re
-import tempfile
+import html
 import time
-from pathlib import Path
+from urllib.parse import quote
 
 import gradio as gr
 
 from engine.errors import PalimpsestError
 from engine.workspace import Workspace
 from ui.draft_tab import DraftTab
-from ui.runs import RunRegistry
+from ui.sessions import Sessions
 
 HEADERS = ["Title", "Updated", "Step", "Done", "ID"]
 
@@ -30,19 +34,19 @@ def draft_rows(workspace: Workspace) -> list[list]:
     ]
 
 
-def file_stem(title: str, limit: int = 60) -> str:
-    """A file name for a draft's title: its words, each run of other characters one space
-    ("Draft the clauses." gives "Draft the clauses", not "Draft the clauses_")."""
-    return re.sub(r"[^\w\-]+", " ", title).strip()[:limit].strip()
+def download_links(draft_id: str) -> str:
+    """Links that download the chosen draft (relative, so they work under a path prefix)."""
+    if not draft_id:
+        return ""
+    target = quote(draft_id, safe="")
+    return " · ".join(
+        f'<a href="download/{target}.{fmt}" download id="download-{fmt}">{html.escape(label)}</a>'
+        for fmt, label in (("md", "Download Markdown"), ("docx", "Download DOCX with footnotes"))
+    )
 
 
 def build_drafts_tab(
-    app: gr.Blocks,
-    tab: gr.Tab,
-    tabs: gr.Tabs,
-    workspace: Workspace,
-    runs: RunRegistry,
-    draft_tab: DraftTab,
+    app: gr.Blocks, tab: gr.Tab, tabs: gr.Tabs, sessions: Sessions, draft_tab: DraftTab
 ) -> None:
     table = gr.Dataframe(
         headers=HEADERS, interactive=False, wrap=True, label="Saved drafts", elem_id="drafts-table"
@@ -50,51 +54,49 @@ def build_drafts_tab(
     chosen = gr.Textbox(label="Chosen draft", interactive=False, elem_id="chosen-draft")
     with gr.Row():
         open_button = gr.Button("Open in the Draft tab", variant="primary", elem_id="open-draft")
-        export_md = gr.Button("Export Markdown", elem_id="export-md")
-        export_docx = gr.Button("Export DOCX", elem_id="export-docx")
         delete = gr.Button("Delete", variant="stop", elem_id="delete-draft")
+    downloads = gr.HTML(elem_id="export-links")
     message = gr.Markdown(elem_id="drafts-message")
-    download = gr.File(label="Download", interactive=False, elem_id="export-file")
 
-    def on_select(rows, event: gr.SelectData):
+    def rows(request: gr.Request):
+        return draft_rows(sessions(request).workspace)
+
+    def on_select(table_rows, event: gr.SelectData):
         row = event.index[0]
-        return rows.iloc[row, 4] if row < len(rows) else ""
+        return table_rows.iloc[row, 4] if row < len(table_rows) else ""
 
-    def on_open(draft_id: str):
+    def on_open(draft_id: str, request: gr.Request):
         if not draft_id:
             return [gr.update(), "Choose a draft in the table first."] + [gr.update()] * len(
                 draft_tab.outputs
             )
         try:
-            values = draft_tab.show(draft_id)
+            values = draft_tab.show(draft_id, sessions(request))
         except PalimpsestError as error:
             return [gr.update(), str(error)] + [gr.update()] * len(draft_tab.outputs)
         return [gr.Tabs(selected="draft"), ""] + values
 
-    def on_export(draft_id: str, fmt: str):
-        if not draft_id:
-            return None, "Choose a draft in the table first."
-        try:
-            folder = Path(tempfile.mkdtemp(prefix="palimpsest-export-"))
-            title = workspace.drafts.load(draft_id).title or draft_id
-            safe = file_stem(title)
-            path = workspace.export(draft_id, fmt, folder / f"{safe or draft_id}.{fmt}")
-        except PalimpsestError as error:
-            return None, str(error)
-        return str(path), f"Exported {path.name}."
-
-    def on_delete(draft_id: str):
+    def on_delete(draft_id: str, request: gr.Request):
+        session = sessions(request)
+        workspace = session.workspace
         if not draft_id:
             return draft_rows(workspace), "Choose a draft in the table first.", ""
-        if runs.is_running(draft_id):
+        if session.runs.is_running(draft_id):
             return draft_rows(workspace), "That draft is running; pause it first.", draft_id
-        workspace.drafts.delete(draft_id)
-        return draft_rows(workspace), "Deleted.", ""
+        deleted = workspace.drafts.delete(draft_id)
+        return draft_rows(workspace), "Deleted." if deleted else "No such draft.", ""
 
-    table.select(on_select, inputs=table, outputs=chosen)
-    open_button.click(on_open, inputs=chosen, outputs=[tabs, message, *draft_tab.outputs])
-    export_md.click(lambda d: on_export(d, "md"), inputs=chosen, outputs=[download, message])
-    export_docx.click(lambda d: on_export(d, "docx"), inputs=chosen, outputs=[download, message])
-    delete.click(on_delete, inputs=chosen, outputs=[table, message, chosen])
-    app.load(lambda: draft_rows(workspace), outputs=table)
-    tab.select(lambda: draft_rows(workspace), outputs=table)
+    hidden = "undocumented"  # callable, but only the page needs it
+    table.select(on_select, inputs=table, outputs=chosen, api_visibility=hidden)
+    chosen.change(download_links, inputs=chosen, outputs=downloads, api_visibility=hidden)
+    open_button.click(
+        on_open,
+        inputs=chosen,
+        outputs=[tabs, message, *draft_tab.outputs],
+        api_name="open_draft",
+    )
+    delete.click(
+        on_delete, inputs=chosen, outputs=[table, message, chosen], api_name="delete_draft"
+    )
+    app.load(rows, outputs=table, api_name="drafts")
+    tab.select(rows, outputs=table, api_visibility=hidden)

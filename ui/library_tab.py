@@ -1,10 +1,13 @@
 """The Library tab: upload PDFs, see and delete documents, try hybrid search.
 
-Handlers only translate between components and `engine.library.Library`.
+Handlers only translate between components and the signed-in user's `engine.library.Library`.
+An uploaded file is deleted from Gradio's upload folder as soon as it is ingested: the library
+keeps its own copy, and nothing uploaded stays where another request could reach it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import gradio as gr
 
 from engine.errors import PalimpsestError
 from engine.library import Library
+from ui.sessions import Sessions
 
 DOCUMENT_HEADERS = ["Document", "Pages", "Chunks", "Added", "ID"]
 RESULT_HEADERS = ["#", "Document", "Page", "Fused score", "Passage"]
@@ -43,7 +47,19 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     return flat[:limit].rsplit(" ", 1)[0] + " …"
 
 
-def build_library_tab(app: gr.Blocks, library: Library) -> None:
+def discard_upload(path: str) -> None:
+    """Delete a file Gradio received, and its folder when that is now empty."""
+    upload_dir = Path(gr.utils.get_upload_folder()).resolve()
+    file = Path(path).resolve()
+    if not file.is_relative_to(upload_dir):
+        return
+    file.unlink(missing_ok=True)
+    if file.parent != upload_dir:
+        with contextlib.suppress(OSError):
+            file.parent.rmdir()
+
+
+def build_library_tab(app: gr.Blocks, sessions: Sessions) -> None:
     """Lay out the Library tab inside `app` and wire its events."""
     gr.Markdown("Add PDFs to your library. They stay on this machine.")
     with gr.Row():
@@ -82,12 +98,14 @@ def build_library_tab(app: gr.Blocks, library: Library) -> None:
         elem_id="search-results",
     )
 
-    def refreshed():
-        """The documents table and the remove menu as the library is now."""
+    def refreshed(request: gr.Request):
+        """The documents table and the remove menu as the user's library is now."""
+        library = sessions(request).workspace.library
         return document_rows(library), gr.update(choices=document_choices(library), value=None)
 
-    def on_upload(paths: list[str] | None, progress=gr.Progress()):
+    def on_upload(paths: list[str] | None, request: gr.Request, progress=gr.Progress()):
         paths = paths or []
+        library = sessions(request).workspace.library
         lines = []
         for number, path in enumerate(paths):
 
@@ -99,9 +117,12 @@ def build_library_tab(app: gr.Blocks, library: Library) -> None:
                 lines.append(outcome.line())
             except PalimpsestError as error:
                 lines.append(f"failed: {Path(path).name}: {error}")
-        return "\n".join(lines), *refreshed(), None
+            finally:
+                discard_upload(path)
+        return "\n".join(lines), *refreshed(request), None
 
-    def on_delete(doc_id: str | None):
+    def on_delete(doc_id: str | None, request: gr.Request):
+        library = sessions(request).workspace.library
         record = library.document(doc_id) if doc_id else None
         try:
             if record is None:
@@ -112,13 +133,13 @@ def build_library_tab(app: gr.Blocks, library: Library) -> None:
                 message = "That document is no longer in the library."
         except PalimpsestError as error:
             message = f"Could not remove it: {error}"
-        return message, *refreshed()
+        return message, *refreshed(request)
 
-    def on_search(text: str):
+    def on_search(text: str, request: gr.Request):
         if not text.strip():
             return []
         try:
-            hits = library.search(text, k=8)
+            hits = sessions(request).workspace.library.search(text, k=8)
         except PalimpsestError as error:
             gr.Warning(str(error))
             return []
@@ -134,8 +155,22 @@ def build_library_tab(app: gr.Blocks, library: Library) -> None:
         inputs=uploads,
         outputs=[upload_log, documents, to_delete, uploads],
         concurrency_limit=1,
+        api_name="upload",
     )
-    delete_button.click(on_delete, inputs=to_delete, outputs=[delete_log, documents, to_delete])
-    app.load(refreshed, outputs=[documents, to_delete])
-    search_button.click(on_search, inputs=query, outputs=results, concurrency_limit=4)
-    query.submit(on_search, inputs=query, outputs=results, concurrency_limit=4)
+    delete_button.click(
+        on_delete,
+        inputs=to_delete,
+        outputs=[delete_log, documents, to_delete],
+        api_name="remove_document",
+    )
+    app.load(refreshed, outputs=[documents, to_delete], api_name="documents")
+    search_button.click(
+        on_search, inputs=query, outputs=results, concurrency_limit=4, api_name="search"
+    )
+    query.submit(
+        on_search,
+        inputs=query,
+        outputs=results,
+        concurrency_limit=4,
+        api_visibility="undocumented",
+    )
