@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +60,9 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def running_app(root: Path, env: dict[str, str]) -> Iterator[AppServer]:
+def running_app(
+    root: Path, env: dict[str, str], extra_args: Sequence[str] = ()
+) -> Iterator[AppServer]:
     """`python app.py` on a free port with the library `root/library`, until the block ends."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent (apt-get install -y chromium)")
@@ -70,7 +72,15 @@ def running_app(root: Path, env: dict[str, str]) -> Iterator[AppServer]:
     url = f"http://127.0.0.1:{port}/"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port), "--library", str(library_dir)],
+            [
+                sys.executable,
+                "app.py",
+                "--port",
+                str(port),
+                "--library",
+                str(library_dir),
+                *extra_args,
+            ],
             cwd=REPO_ROOT,
             env={**env, **LOCAL, "PYTHONUNBUFFERED": "1"},
             stdout=log,
