@@ -29,6 +29,12 @@ class DraftError(PalimpsestError):
     """An operation on a draft that cannot be done as asked; the message says why."""
 
 
+MAX_INSTRUCTION_CHARS = 4000  # about 1,000 tokens: a quarter of a small model's context
+MAX_SECTIONS = 64  # every section is a batch row of every step
+MAX_HEADING_CHARS = 300
+MAX_STEPS, MAX_BLOCK_TOKENS, MAX_PASSAGES = 1024, 2048, 32
+
+
 @dataclass
 class DraftSettings:
     model: str = DEFAULT_MODEL
@@ -45,8 +51,15 @@ class DraftSettings:
     int8: bool = True  # dynamic int8 linear layers (CPU only; ignored on a GPU)
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.block_tokens < 1 or self.passages < 0:
-            raise DraftError("steps and block length must be at least 1, passages at least 0")
+        if not (
+            1 <= self.steps <= MAX_STEPS
+            and 1 <= self.block_tokens <= MAX_BLOCK_TOKENS
+            and 0 <= self.passages <= MAX_PASSAGES
+        ):
+            raise DraftError(
+                f"steps must be 1-{MAX_STEPS}, tokens per block 1-{MAX_BLOCK_TOKENS} and "
+                f"passages 0-{MAX_PASSAGES}"
+            )
         self.sampler()  # validates temperature, order and threshold
 
     def sampler(self) -> SamplerSettings:
@@ -89,6 +102,27 @@ class Draft:
         return all(block.done for block in self.blocks)
 
 
+def check_sizes(instruction: str, headings: list[str]) -> None:
+    """Refuse, before any tokenizing or model work, what no model context could hold."""
+    if len(instruction) > MAX_INSTRUCTION_CHARS:
+        raise DraftError(
+            f"the instruction has {len(instruction):,} characters; at most "
+            f"{MAX_INSTRUCTION_CHARS:,} fit beside the sources: shorten it, and put long "
+            "material in the library as a PDF instead"
+        )
+    if len(headings) > MAX_SECTIONS:
+        raise DraftError(
+            f"{len(headings)} sections is more than {MAX_SECTIONS} per draft: split the "
+            "document into several drafts"
+        )
+    longest = max(headings, key=len)
+    if len(longest) > MAX_HEADING_CHARS:
+        raise DraftError(
+            f"the section heading {longest[:40]!r}… has {len(longest):,} characters; a heading "
+            f"has at most {MAX_HEADING_CHARS}"
+        )
+
+
 def new_draft(
     instruction: str,
     headings: list[str],
@@ -103,6 +137,7 @@ def new_draft(
         raise DraftError("write an instruction: what should the draft say?")
     if not headings:
         raise DraftError("add at least one section heading")
+    check_sizes(instruction, headings)
     blocks = [
         Block(h, Canvas.empty(settings.block_tokens, mask_id), steps_total=settings.steps)
         for h in headings

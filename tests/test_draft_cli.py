@@ -169,3 +169,15 @@ def test_missing_or_broken_model_gives_one_clear_message(library_dir, tmp_path):
 def test_unknown_draft_is_a_clear_error(library_dir):
     result = palimpsest("show", "nope", library=library_dir)
     assert result.returncode != 0 and "no draft 'nope'" in result.stderr
+
+
+def test_hundreds_of_sections_or_a_huge_instruction_is_one_clear_error(library_dir, tiny_model):
+    many = [arg for i in range(300) for arg in ("--section", f"Section {i}")]
+    huge = "an instruction that goes on " * 4_000  # 112 kB: below the kernel's argument limit
+    for instruction, sections in ((INSTRUCTION, many), (huge, ["--section", "One"])):
+        result = palimpsest(
+            "draft", instruction, *sections, "--model", str(tiny_model), library=library_dir
+        )
+        assert result.returncode != 0
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+        assert "split the document" in result.stderr or "characters; at most" in result.stderr

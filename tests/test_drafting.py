@@ -43,6 +43,39 @@ def drafter(workspace, tiny_model) -> Drafter:
     return workspace.drafter(str(tiny_model))
 
 
+WORDS = [
+    "the",
+    "supplier",
+    "shall",
+    "indemnify",
+    "each",
+    "customer",
+    "against",
+    "every",
+    "loss",
+    "arising",
+]
+
+
+@pytest.mark.parametrize(
+    ("instruction", "headings", "reason"),
+    [
+        (" ".join(WORDS * 60_000), HEADINGS, "characters; at most"),  # about 4 MB
+        (INSTRUCTION, [f"Section {i}" for i in range(300)], "split the document"),
+        (INSTRUCTION, ["A heading " * 500], "a heading has at most"),
+        (" ".join(WORDS * 50)[:3990], HEADINGS, "shorten them"),  # fits in chars, not tokens
+    ],
+    ids=["huge-instruction", "300-sections", "huge-heading", "over-the-model-context"],
+)
+def test_oversized_drafts_are_refused_before_anything_is_stored(
+    drafter, tiny_model, workspace, instruction, headings, reason
+):
+    before = len(workspace.drafts.drafts())
+    with pytest.raises(DraftError, match=reason):
+        drafter.start(instruction, headings, draft_settings(tiny_model))
+    assert len(workspace.drafts.drafts()) == before
+
+
 def test_a_draft_runs_to_completion_streaming_every_step(drafter, tiny_model):
     draft = drafter.start(INSTRUCTION, HEADINGS, draft_settings(tiny_model), seed=1)
     events = finished(drafter, draft)
