@@ -9,7 +9,7 @@ and is for timing only (timing does not depend on the weights).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -88,9 +88,12 @@ def build_tiny_bert(folder: str | Path, seed: int = 0) -> Path:
     return _save(folder, model, tokenizer)
 
 
-def train_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (the ModernBERT kind) trained on `TRAINING_TEXT`, with BERT-style
-    special tokens, `[CLS] text [SEP]` framing and a mask token."""
+def train_tiny_tokenizer(
+    vocab_size: int = 512, texts: Iterable[str] | None = None
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (the ModernBERT kind) trained on `texts` (default
+    `TRAINING_TEXT`), with BERT-style special tokens, `[CLS] text [SEP]` framing and a mask
+    token."""
     tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -100,7 +103,7 @@ def train_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(TRAINING_TEXT.splitlines(), trainer=trainer)
+    tokenizer.train_from_iterator(texts or TRAINING_TEXT.splitlines(), trainer=trainer)
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
