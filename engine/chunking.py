@@ -19,6 +19,10 @@ from engine.documents import Page
 TokenOffsets = Callable[[str], list[tuple[int, int]]]
 
 MAX_CHUNK_TOKENS = 200  # the embedding model reads 256 tokens; leave room for specials
+# 200 tokens of real text are at most ~1,200 characters; this bound only bites on text whose
+# "words" are thousands of characters long (a base64 blob, a run of one letter), which a WordPiece
+# tokenizer reads as one unknown token: without it such a page would be one giant chunk.
+MAX_CHUNK_CHARS = 2000
 MAX_OVERLAP_TOKENS = 48
 MIN_CHUNK_TOKENS = 48
 
@@ -95,17 +99,34 @@ class _TokenCounter:
         return self.starts[limit]
 
 
-def _pieces(counter: _TokenCounter, spans: list[tuple[int, int]], budget: int):
-    """Sentence spans, with any sentence longer than the budget cut into pieces that fit."""
+def _pieces(counter: _TokenCounter, spans: list[tuple[int, int]], budget: int, max_chars: int):
+    """Sentence spans, with any sentence over the token budget or `max_chars` cut into pieces
+    that fit."""
     for start, end in spans:
         while counter.count(start, end) > budget:
             cut = counter.cut_point(start, end, budget)
-            piece = _strip(counter.text, start, cut)
-            if piece[0] < piece[1]:
-                yield piece
+            yield from _char_bounded(counter.text, *_strip(counter.text, start, cut), max_chars)
             start = _strip(counter.text, cut, end)[0]
-        if start < end:
-            yield start, end
+        yield from _char_bounded(counter.text, start, end, max_chars)
+
+
+def _char_bounded(text: str, start: int, end: int, max_chars: int):
+    """The span cut into near-equal parts of at most `max_chars`, at whitespace when possible.
+
+    Parts are never shorter than about `max_chars / 2`, so a part cut out of one huge "word" is
+    itself too long for the tokenizer to split into many pieces: it stays one unknown token.
+    """
+    while end - start > max_chars:
+        parts = -(-(end - start) // max_chars)
+        target = start + -(-(end - start) // parts)
+        space = max(text.rfind(" ", start, target + 1), text.rfind("\n", start, target + 1))
+        cut = space if space > start + max_chars // 2 else target
+        piece = _strip(text, start, cut)
+        if piece[0] < piece[1]:
+            yield piece
+        start = _strip(text, cut, end)[0]
+    if start < end:
+        yield start, end
 
 
 def split_page(
@@ -114,16 +135,21 @@ def split_page(
     max_tokens: int = MAX_CHUNK_TOKENS,
     max_overlap_tokens: int = MAX_OVERLAP_TOKENS,
     min_tokens: int = MIN_CHUNK_TOKENS,
+    max_chars: int = MAX_CHUNK_CHARS,
 ) -> list[tuple[int, int]]:
     """Character spans of the chunks of one page's text."""
     counter = _TokenCounter(text, token_offsets(text))
-    pieces = list(_pieces(counter, sentence_spans(text), max_tokens))
+    pieces = list(_pieces(counter, sentence_spans(text), max_tokens, max_chars))
+
+    def fits(start: int, end: int) -> bool:
+        return end - start <= max_chars and counter.count(start, end) <= max_tokens
+
     groups: list[tuple[int, int]] = []  # (first piece, last piece) of each chunk
     first = 0
     while first < len(pieces):
         last = first
         start = pieces[first][0]
-        while last + 1 < len(pieces) and counter.count(start, pieces[last + 1][1]) <= max_tokens:
+        while last + 1 < len(pieces) and fits(start, pieces[last + 1][1]):
             last += 1
         groups.append((first, last))
         more_to_come = last + 1 < len(pieces)
@@ -138,7 +164,7 @@ def split_page(
         while (
             first > 0
             and counter.count(pieces[first][0], end) < min_tokens
-            and counter.count(pieces[first - 1][0], end) <= max_tokens
+            and fits(pieces[first - 1][0], end)
         ):
             first -= 1
         groups[-1] = (first, last)

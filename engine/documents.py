@@ -48,20 +48,45 @@ class ParsedDocument:
 
 
 _SPACES = re.compile(r"[ \t\u00a0]+")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Line breaks other than "\n" that str.splitlines() and regex \s also treat as line ends.
+_LINE_BREAKS = re.compile(r"\x85|\u2028|\u2029")
+# Characters that carry no text: unpaired surrogates (pypdf can decode a PDF's UTF-16 into them;
+# they cannot be stored as UTF-8 nor tokenised), noncharacters, a stray byte-order mark, and the
+# bidi embedding/override/isolate controls, which would reverse how the rest of a passage is
+# displayed wherever it is shown (search hits, citations, exports).
+_NOT_TEXT = re.compile(r"[\ud800-\udfff\ufdd0-\ufdef\uffff\ufeff\u202a-\u202e\u2066-\u2069]")
+MAX_LABEL_CHARS = 32
 
 
 def normalise_text(raw: str) -> str:
-    """Canonical page text: unified newlines, ligatures unfolded, soft hyphens joined.
+    """Canonical page text: unified newlines, ligatures unfolded, soft hyphens joined, control
+    and invisible formatting characters (see `_NOT_TEXT`) dropped.
 
     PDFium marks a word hyphenated across a line break with U+FFFE and already joins the two
     halves, so dropping the marker restores the word ("pa\\ufffepers" -> "papers").
     """
     text = raw.replace("\r\n", "\n").replace("\r", "\n").replace("\ufffe", "").replace("\xad", "")
+    text = _LINE_BREAKS.sub("\n", _NOT_TEXT.sub("", text))
     text = unicodedata.normalize("NFKC", text)
     text = _CONTROL.sub(" ", text)
     text = _SPACES.sub(" ", text)
     return "\n".join(line.strip() for line in text.split("\n")).strip()
+
+
+def page_label(raw: str | None, index: int) -> str:
+    """A printable page label: the PDF's own (a short line of text), else the 1-based number.
+
+    Labels come from the file and are shown in every citation ("p. iv"), so any control or
+    formatting characters are dropped and the length is bounded.
+    """
+    label = " ".join(normalise_text(raw or "").split())[:MAX_LABEL_CHARS].strip()
+    return label or str(index + 1)
+
+
+def _one_line(error: BaseException) -> str:
+    """A parser's error message made safe to embed in ours: one short line of printable text."""
+    return " ".join(normalise_text(first_line(error, 120)).split()) or type(error).__name__
 
 
 def document_id(data: bytes) -> str:
@@ -92,8 +117,12 @@ def parse_pdf(data: bytes, *, filename: str, max_pages: int) -> ParsedDocument:
         raise IngestError("not a PDF (the file does not start with a PDF header)")
     try:
         pages = _pages_with_pdfium(data, max_pages)
-    except pdfium.PdfiumError as error:
-        if getattr(error, "err_code", None) == PDFIUM_PASSWORD_ERROR:
+    except IngestError:
+        raise
+    except Exception as error:  # PdfiumError, or a decoding error on a damaged file: try pypdf
+        # PDFium's error code is its last one in this thread, and some failures set none: after
+        # a locked file, an empty or broken one would read as locked too, unless it really is.
+        if getattr(error, "err_code", None) == PDFIUM_PASSWORD_ERROR and _is_encrypted(data):
             raise IngestError(
                 "password-protected PDF; remove the password and upload again"
             ) from error
@@ -107,6 +136,14 @@ def parse_pdf(data: bytes, *, filename: str, max_pages: int) -> ParsedDocument:
             "it looks scanned (run OCR on it first)"
         )
     return parsed
+
+
+def _is_encrypted(data: bytes) -> bool:
+    """Whether the file's trailer names an /Encrypt dictionary."""
+    try:
+        return pypdf.PdfReader(io.BytesIO(data)).is_encrypted
+    except Exception:  # unreadable: it is the fallback parser's turn to say why
+        return False
 
 
 def _check_page_count(count: int, max_pages: int) -> None:
@@ -125,11 +162,19 @@ def _pages_with_pdfium(data: bytes, max_pages: int) -> list[Page]:
             raw = textpage.get_text_range()
             textpage.close()
             page.close()
-            label = document.get_page_label(index) or str(index + 1)
-            pages.append(Page(index, label, normalise_text(raw)))
+            pages.append(
+                Page(index, page_label(_pdfium_label(document, index), index), normalise_text(raw))
+            )
         return pages
     finally:
         document.close()
+
+
+def _pdfium_label(document: pdfium.PdfDocument, index: int) -> str | None:
+    try:
+        return document.get_page_label(index)
+    except Exception:  # pypdfium2 cannot decode a label holding a lone surrogate: no label
+        return None
 
 
 def _pages_with_pypdf(data: bytes, max_pages: int) -> list[Page]:
@@ -140,10 +185,10 @@ def _pages_with_pypdf(data: bytes, max_pages: int) -> list[Page]:
         _check_page_count(len(reader.pages), max_pages)
         labels = reader.page_labels
         return [
-            Page(index, labels[index] or str(index + 1), normalise_text(page.extract_text() or ""))
+            Page(index, page_label(labels[index], index), normalise_text(page.extract_text() or ""))
             for index, page in enumerate(reader.pages)
         ]
     except IngestError:
         raise
     except Exception as error:  # pypdf raises many types for damaged files
-        raise IngestError(f"corrupt or truncated PDF ({first_line(error, 120)})") from error
+        raise IngestError(f"corrupt or truncated PDF ({_one_line(error)})") from error

@@ -82,11 +82,34 @@ class _Snapshot:
     rows_by_doc: dict[str, np.ndarray]
 
 
+MAX_FILENAME_CHARS = 200
+# Control characters (C0, C1), line and paragraph separators, byte-order marks and the bidi
+# marks, embeddings, overrides and isolates: "invoice\u202efdp.exe" would display as
+# "invoiceexe.pdf".
+_UNSAFE_IN_NAMES = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+# Unpaired surrogates: how Python decodes a file name that is not valid UTF-8 (b"\xff.pdf" ->
+# "\udcff.pdf"); they cannot be stored as UTF-8 nor printed, so they show as U+FFFD.
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+
+
 def display_filename(name: str) -> str:
-    """A file name safe to show and store: no folders, no control characters, bounded length."""
+    """A file name safe to show and store: no folders, no control characters, bounded length.
+
+    A name cut to length keeps its extension. The library never writes a file under this name
+    (stored files are named by content hash), so this is about what people and logs see.
+    """
     base = re.split(r"[\\/]", name)[-1]
-    base = re.sub(r"[\x00-\x1f\x7f]", "", base).strip() or "document.pdf"
-    return base[:200]
+    base = _SURROGATES.sub("\ufffd", _UNSAFE_IN_NAMES.sub("", base)).strip()
+    if not base.strip("."):  # "", "." and ".." are not names of a file
+        return "document.pdf"
+    if len(base) > MAX_FILENAME_CHARS:
+        stem, suffix = os.path.splitext(base)
+        if len(suffix) > 16:
+            stem, suffix = base, ""
+        base = stem[: MAX_FILENAME_CHARS - len(suffix)].rstrip() + suffix
+    return base
 
 
 class Library:
