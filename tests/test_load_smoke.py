@@ -55,12 +55,6 @@ def test_four_sessions_draft_while_a_fifth_uploads(tmp_path: Path) -> None:
     assert report["time_per_step"]["under_load"]["n"] > 0, explained
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ui/library_tab.py deletes an upload once ingested, but Gradio keeps identical files "
-    "from different requests at one path (uploads/<content hash>/<name>): the second request "
-    "finds it gone and reports 'failed: ... cannot read the file'",
-)
 @pytest.mark.timeout(400)
 def test_two_sessions_upload_the_same_pdf_at_once(tmp_path: Path) -> None:
     bench = load_bench()

@@ -9,8 +9,10 @@ HTTP API with `gradio_client` (as a script would) and through the sign-in page i
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,7 @@ from playwright.sync_api import Page, expect
 from engine.config import Settings
 from engine.users import UserError, Users
 from engine.workspaces import NotSignedInError, Workspaces
+from ui.uploads import sweep_uploads
 
 ALICE = ("alice", "correct horse battery")
 BOB = ("bob", "staple of the realm")
@@ -198,7 +201,6 @@ def test_file_routes_serve_nothing(app_server: AppServer, alice_draft) -> None:
     stored_pdfs = list((library / "users" / "alice" / "files").glob("*.pdf"))
     assert stored_pdfs, "alice's library holds no PDF"
     uploads = library / "uploads"
-    assert not list(uploads.rglob("*.pdf")), "an ingested upload was left in the upload folder"
 
     # A file only uploaded (not ingested) is in Gradio's upload folder: even its uploader
     # cannot read it back through a file route.
@@ -230,6 +232,19 @@ def test_file_routes_serve_nothing(app_server: AppServer, alice_draft) -> None:
             assert b"%PDF" not in response.content and b"root:" not in response.content
             checked += 1
     assert checked == len(targets) * len(routes)
+
+
+def test_uploads_are_swept_by_age_and_all_at_start(tmp_path: Path) -> None:
+    old, fresh = tmp_path / "aaa" / "old.pdf", tmp_path / "bbb" / "fresh.pdf"
+    for path in (old, fresh):
+        path.parent.mkdir()
+        path.write_bytes(b"%PDF-1.4")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    assert sweep_uploads(folder=tmp_path) == 1
+    assert not old.parent.exists() and fresh.exists()
+    assert sweep_uploads(older_than_s=0, folder=tmp_path) == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- the same through the sign-in page ------------------------------------------------------------

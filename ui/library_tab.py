@@ -1,13 +1,12 @@
 """The Library tab: upload PDFs, see and delete documents, try hybrid search.
 
 Handlers only translate between components and the signed-in user's `engine.library.Library`.
-An uploaded file is deleted from Gradio's upload folder as soon as it is ingested: the library
-keeps its own copy, and nothing uploaded stays where another request could reach it.
+The library keeps its own copy of each PDF; Gradio's copy is swept from its upload folder
+(`ui.uploads`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import gradio as gr
 from engine.errors import PalimpsestError
 from engine.library import Library
 from ui.sessions import Sessions
+from ui.uploads import sweep_uploads
 
 DOCUMENT_HEADERS = ["Document", "Pages", "Chunks", "Added", "ID"]
 RESULT_HEADERS = ["#", "Document", "Page", "Fused score", "Passage"]
@@ -45,18 +45,6 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     if len(flat) <= limit:
         return flat
     return flat[:limit].rsplit(" ", 1)[0] + " …"
-
-
-def discard_upload(path: str) -> None:
-    """Delete a file Gradio received, and its folder when that is now empty."""
-    upload_dir = Path(gr.utils.get_upload_folder()).resolve()
-    file = Path(path).resolve()
-    if not file.is_relative_to(upload_dir):
-        return
-    file.unlink(missing_ok=True)
-    if file.parent != upload_dir:
-        with contextlib.suppress(OSError):
-            file.parent.rmdir()
 
 
 def build_library_tab(app: gr.Blocks, sessions: Sessions) -> None:
@@ -117,8 +105,7 @@ def build_library_tab(app: gr.Blocks, sessions: Sessions) -> None:
                 lines.append(outcome.line())
             except PalimpsestError as error:
                 lines.append(f"failed: {Path(path).name}: {error}")
-            finally:
-                discard_upload(path)
+        sweep_uploads()
         return "\n".join(lines), *refreshed(request), None
 
     def on_delete(doc_id: str | None, request: gr.Request):

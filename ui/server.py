@@ -1,8 +1,8 @@
 """The HTTP server around the Gradio app: sign-in, per-user downloads, and closed file routes.
 
 Gradio's own file routes serve any file in its upload and cache folders to anyone signed in, so
-they are closed here: the app never needs them (page images are inlined, uploads are deleted once
-ingested) and nothing a user uploads or exports can be fetched by another user's request.
+they are closed here: the app never needs them (page images are inlined, uploads are swept) and
+nothing a user uploads or exports can be fetched by another user's request.
 Exports go through `/download/<draft id>.<md|docx>`, which exports from the requesting user's
 own store, so a draft id of another user is simply not found.
 """
@@ -26,6 +26,7 @@ from engine.users import Users
 from engine.workspaces import Workspaces
 from ui.app import CSS, build_app
 from ui.sessions import Sessions
+from ui.uploads import sweep_uploads, upload_folder
 
 CLOSED_ROUTES = re.compile(r"^/(gradio_api/)?(file[=/]|proxy=)")
 MEDIA_TYPES = {
@@ -53,6 +54,8 @@ def signed_in_user(gradio_app: FastAPI, request: Request) -> str | None:
 def build_server(workspaces: Workspaces, users: Users | None) -> FastAPI:
     """The Gradio app mounted at `/` of a FastAPI app that adds `/download` and closes file
     routes; with `users`, everything (downloads included) needs a signed-in user."""
+    if upload_folder().is_relative_to(workspaces.settings.library_dir.resolve()):
+        sweep_uploads(older_than_s=0)  # the app's own folder, and no request is in flight yet
     sessions = Sessions(workspaces)
     blocks = build_app(sessions)
     blocks.queue(default_concurrency_limit=4)
