@@ -105,4 +105,5 @@ def build_server(workspaces: Workspaces, users: Users | None) -> FastAPI:
 def serve(workspaces: Workspaces, users: Users | None, host: str, port: int) -> None:
     server = build_server(workspaces, users)
     print(f"Palimpsest is serving on http://{host}:{port}/", flush=True)
-    uvicorn.run(server, host=host, port=port, log_level="warning")
+    # Open event streams would hold a graceful shutdown (Ctrl-C) for as long as a page is open.
+    uvicorn.run(server, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
