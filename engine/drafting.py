@@ -119,12 +119,16 @@ class Drafter:
             ]
             if not active or (stop_after is not None and steps_run >= stop_after) or should_stop():
                 return
-            for i in active:
-                block = draft.blocks[i]
-                every = draft.settings.refresh_every
-                if block.prompt is None or (every and block.step % every == 0 and block.step > 0):
-                    self.refresh_evidence(draft, i)
-                    block.prompt = self._prompt(draft, i)
+            every = draft.settings.refresh_every
+            stale = [
+                i
+                for i in active
+                if draft.blocks[i].prompt is None
+                or (every and draft.blocks[i].step % every == 0 and draft.blocks[i].step > 0)
+            ]
+            self.refresh_evidence(draft, stale)
+            for i in stale:
+                draft.blocks[i].prompt = self._prompt(draft, i)
             cache = None
             if draft.settings.context_cache and self.context_cache is not None:
                 key = tuple(tuple(draft.blocks[i].prompt) for i in active)
@@ -186,13 +190,21 @@ class Drafter:
             self.tokenizer, budget, draft.instruction, block.heading, block.evidence, before, after
         )
 
-    def refresh_evidence(self, draft: Draft, index: int) -> None:
-        """Retrieve the block's evidence from the instruction, its heading and its text so far."""
-        block = draft.blocks[index]
-        query = " ".join([draft.instruction, block.heading, self.text(draft, index)])
-        block.evidence = self.library.search(
-            query, k=draft.settings.passages, doc_ids=block.targets or None
+    def refresh_evidence(self, draft: Draft, indices: list[int]) -> None:
+        """Retrieve each block's evidence from the instruction, its heading and its text so far
+        (one search call for all of them, so their queries are embedded together)."""
+        if not indices:
+            return
+        blocks = [draft.blocks[i] for i in indices]
+        queries = [
+            " ".join([draft.instruction, block.heading, self.text(draft, i)])
+            for i, block in zip(indices, blocks, strict=True)
+        ]
+        found = self.library.search_many(
+            queries, k=draft.settings.passages, doc_ids=[block.targets or None for block in blocks]
         )
+        for block, evidence in zip(blocks, found, strict=True):
+            block.evidence = evidence
 
     # -- operations that re-noise one block ------------------------------------------------------
 
@@ -204,7 +216,7 @@ class Drafter:
         block.step, block.steps_total = 0, draft.settings.steps
         block.prompt = None  # the next run retrieves again and rebuilds the prompt
         draft.rng_state = generator.get_state().numpy().tobytes()
-        self.refresh_evidence(draft, index)
+        self.refresh_evidence(draft, [index])
         self.store.save(draft)
 
     def retarget(self, draft: Draft, index: int, doc_ids: list[str], strength: float = 1.0) -> None:

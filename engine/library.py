@@ -293,15 +293,44 @@ class Library:
         self, query: str, k: int = 5, doc_ids: list[str] | None = None, mode: str = "hybrid"
     ) -> list[SearchHit]:
         """The `k` chunks that best answer `query`, optionally only from `doc_ids`."""
+        return self.search_many([query], k, [doc_ids], mode)[0]
+
+    def search_many(
+        self,
+        queries: list[str],
+        k: int = 5,
+        doc_ids: list[list[str] | None] | None = None,
+        mode: str = "hybrid",
+    ) -> list[list[SearchHit]]:
+        """`search` for each query (each with its own `doc_ids`), the queries embedded in one
+        batch: a drafting step retrieves for every block at once."""
         if mode not in SEARCH_MODES:
             raise ValueError(f"unknown search mode {mode!r}; choose one of {SEARCH_MODES}")
+        doc_ids = doc_ids or [None] * len(queries)
         snapshot = self._current()
-        if not query.strip() or k <= 0 or not snapshot.chunks:
-            return []
+        asked = [i for i, q in enumerate(queries) if q.strip()] if k > 0 and snapshot.chunks else []
+        vectors = {}
+        if mode in ("hybrid", "dense") and asked:
+            embedded = self.embedder.embed([queries[i] for i in asked])
+            vectors = dict(zip(asked, embedded, strict=True))
+        results: list[list[SearchHit]] = [[] for _ in queries]
+        for i in asked:
+            results[i] = self._search(snapshot, queries[i], vectors.get(i), k, doc_ids[i], mode)
+        return results
+
+    def _search(
+        self,
+        snapshot: _Snapshot,
+        query: str,
+        vector: np.ndarray | None,
+        k: int,
+        doc_ids: list[str] | None,
+        mode: str,
+    ) -> list[SearchHit]:
         candidates = max(4 * k, 50)
         rankings: list[list[tuple[str, float]]] = []
-        if mode in ("hybrid", "dense"):
-            rankings.append(self._dense(snapshot, query, candidates, doc_ids))
+        if vector is not None:
+            rankings.append(self._dense(snapshot, vector, candidates, doc_ids))
         if mode in ("hybrid", "lexical"):
             allowed = None
             if doc_ids is not None:
@@ -315,13 +344,13 @@ class Library:
         return [self._hit(snapshot, chunk_id, score) for chunk_id, score in ranked[:k]]
 
     def _dense(
-        self, snapshot: _Snapshot, query: str, n: int, doc_ids: list[str] | None
+        self, snapshot: _Snapshot, vector: np.ndarray, n: int, doc_ids: list[str] | None
     ) -> list[tuple[str, float]]:
         if doc_ids is not None:
             doc_ids = [doc_id for doc_id in doc_ids if doc_id in snapshot.rows_by_doc]
             if not doc_ids:
                 return []
-        nearest = self.vectors.nearest(self.embedder.embed_query(query), n, doc_ids)
+        nearest = self.vectors.nearest(vector, n, doc_ids)
         # Chroma may hold chunks of a document still being added: only ready ones count.
         return [(chunk_id, score) for chunk_id, score in nearest if chunk_id in snapshot.chunks]
 

@@ -62,6 +62,21 @@ def test_search_can_be_limited_to_documents(sample_library):
     assert sample_library.search("confidential", k=5, doc_ids=["no-such-document"]) == []
 
 
+def test_searching_many_queries_at_once_equals_searching_each(sample_library):
+    nda = next(d.doc_id for d in sample_library.documents() if d.filename == "nda.pdf")
+    queries = ["notice period for termination", "", "confidential information", "security"]
+    filters = [None, None, [nda], [nda, "no-such-document"]]
+    together = sample_library.search_many(queries, k=4, doc_ids=filters)
+    alone = [
+        sample_library.search(q, k=4, doc_ids=f) for q, f in zip(queries, filters, strict=True)
+    ]
+    assert [[h.chunk_id for h in hits] for hits in together] == [
+        [h.chunk_id for h in hits] for hits in alone
+    ]
+    assert together[1] == [] and all(together[i] for i in (0, 2, 3))
+    assert {h.doc_id for h in together[2] + together[3]} == {nda}
+
+
 def test_empty_query_returns_nothing(sample_library):
     assert sample_library.search("   ", k=5) == []
 
