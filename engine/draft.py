@@ -148,6 +148,27 @@ def new_draft(
 # -- text and positions ------------------------------------------------------------------------
 
 
+def _shown_ids(
+    tokenizer: PreTrainedTokenizerBase, canvas: Canvas, show_masks: bool
+) -> tuple[list[int], list[int]]:
+    """The token ids the text shows (the mask token for a shown mask), and their positions."""
+    special = set(tokenizer.all_special_ids)
+    kept: list[int] = []
+    owners: list[int] = []
+    for position, (token, masked) in enumerate(
+        zip(canvas.tokens.tolist(), canvas.masked.tolist(), strict=True)
+    ):
+        if (masked and show_masks) or (not masked and token not in special):
+            kept.append(canvas.mask_id if masked else token)
+            owners.append(position)
+    return kept, owners
+
+
+def _decoded(tokenizer: PreTrainedTokenizerBase, ids: list[int], mask_id: int) -> str:
+    text = tokenizer.decode(ids, skip_special_tokens=False)
+    return text.replace(tokenizer.convert_ids_to_tokens(mask_id), MASK_GLYPH)
+
+
 def text_and_spans(
     tokenizer: PreTrainedTokenizerBase, canvas: Canvas, show_masks: bool = True
 ) -> tuple[str, list[tuple[int, int] | None]]:
@@ -157,22 +178,11 @@ def text_and_spans(
     Decoding prefix by prefix keeps the tokenizer's own spacing and word-piece joining, so the
     spans are exactly what the user sees and selects.
     """
-    special = set(tokenizer.all_special_ids)
-    glyph_id = canvas.mask_id
-    kept: list[int] = []
-    owners: list[int] = []
-    for position, (token, masked) in enumerate(
-        zip(canvas.tokens.tolist(), canvas.masked.tolist(), strict=True)
-    ):
-        if (masked and show_masks) or (not masked and token not in special):
-            kept.append(glyph_id if masked else token)
-            owners.append(position)
-    mask_text = tokenizer.convert_ids_to_tokens(glyph_id)
+    kept, owners = _shown_ids(tokenizer, canvas, show_masks)
     spans: list[tuple[int, int] | None] = [None] * len(canvas)
     text = ""
     for count, position in enumerate(owners, start=1):
-        decoded = tokenizer.decode(kept[:count], skip_special_tokens=False)
-        decoded = decoded.replace(mask_text, MASK_GLYPH)
+        decoded = _decoded(tokenizer, kept[:count], canvas.mask_id)
         start = len(text.rstrip()) if decoded.startswith(text.rstrip()) else len(text)
         start = min(start, len(decoded))
         while start < len(decoded) and decoded[start] == " ":
@@ -185,7 +195,9 @@ def text_and_spans(
 
 
 def block_text(tokenizer: PreTrainedTokenizerBase, block: Block, show_masks: bool = False) -> str:
-    return text_and_spans(tokenizer, block.canvas, show_masks)[0]
+    """The text of `text_and_spans` in one decode (the last prefix is the whole)."""
+    kept, _ = _shown_ids(tokenizer, block.canvas, show_masks)
+    return trim_end_markers(_decoded(tokenizer, kept, block.canvas.mask_id), END_MARKERS)
 
 
 def positions_in(spans: list[tuple[int, int] | None], start: int, end: int) -> list[int]:
@@ -195,6 +207,8 @@ def positions_in(spans: list[tuple[int, int] | None], start: int, end: int) -> l
 
 def pinned_spans(tokenizer: PreTrainedTokenizerBase, block: Block) -> list[tuple[int, int, str]]:
     """(start, end, text) of each run of pinned positions, in the block's text (masks shown)."""
+    if not block.canvas.pinned.any():
+        return []
     text, spans = text_and_spans(tokenizer, block.canvas)
     runs: list[list[int]] = []
     previous = None

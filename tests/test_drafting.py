@@ -10,7 +10,15 @@ from drafting_fixtures import HEADINGS, INSTRUCTION, draft_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.draft import DraftError, edit_text, pin_selection, pinned_spans, unpin_selection
+from engine.draft import (
+    DraftError,
+    block_text,
+    edit_text,
+    pin_selection,
+    pinned_spans,
+    text_and_spans,
+    unpin_selection,
+)
 from engine.drafting import Drafter
 from engine.sampler import State
 
@@ -74,6 +82,15 @@ def test_oversized_drafts_are_refused_before_anything_is_stored(
     with pytest.raises(DraftError, match=reason):
         drafter.start(instruction, headings, draft_settings(tiny_model))
     assert len(workspace.drafts.drafts()) == before
+
+
+def test_the_one_decode_text_equals_the_prefix_decoded_text_at_every_step(drafter, tiny_model):
+    draft = drafter.start(INSTRUCTION, HEADINGS, draft_settings(tiny_model, temperature=0.9))
+    for _ in drafter.run(draft):
+        for block in draft.blocks:
+            for masks in (True, False):
+                expected = text_and_spans(drafter.tokenizer, block.canvas, masks)[0]
+                assert block_text(drafter.tokenizer, block, masks) == expected
 
 
 def test_a_draft_runs_to_completion_streaming_every_step(drafter, tiny_model):
