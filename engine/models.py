@@ -27,6 +27,10 @@ class Denoisers:
                 self._loaded[model, int8] = load_denoiser(self._path(model), int8=int8)
             return self._loaded[model, int8]
 
+    def loaded(self, model: str, int8: bool = False) -> bool:
+        with self._lock:
+            return (model, int8) in self._loaded
+
     def _path(self, model: str) -> str:
         if model != DEMO_MODEL:
             return model

@@ -318,7 +318,8 @@ def build_draft_tab(app: gr.Blocks, tab: gr.Tab, sessions: Sessions) -> DraftTab
         heading_list = [h.strip() for h in (headings or "").splitlines() if h.strip()]
         if len(heading_list) > MAX_BLOCKS:
             raise PalimpsestError(f"at most {MAX_BLOCKS} sections per draft on this screen")
-        yield render(None, None, None, f"Loading the model {settings.model}…")
+        if not session.workspace.denoisers.loaded(settings.model, settings.int8):
+            yield render(None, None, None, f"Loading the model {settings.model}…")
         drafter = session.workspace.drafter(settings.model, settings.int8)
         draft = drafter.start(text or "", heading_list, settings, seed=int(seed_value or 0))
         yield from stream(session, draft, drafter)
