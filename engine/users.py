@@ -12,6 +12,9 @@ import hashlib
 import hmac
 import os
 import re
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.errors import PalimpsestError
@@ -65,11 +68,21 @@ def password_matches(password: str, stored: str) -> bool:
 
 
 class Users:
-    """The accounts of one users file."""
+    """The accounts of one users file.
 
-    def __init__(self, path: str | Path):
+    After `MAX_FAILURES` wrong passwords in a row, a name is locked for `LOCKOUT_S` (every attempt
+    meanwhile fails unchecked), so passwords cannot be guessed at the speed of scrypt.
+    """
+
+    MAX_FAILURES = 5
+    LOCKOUT_S = 60.0
+
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.monotonic):
         self.path = Path(path)
         self._hashes = self._read()
+        self._clock = clock
+        self._failures: dict[str, tuple[int, float]] = {}  # name -> (failures in a row, last)
+        self._lock = threading.Lock()
 
     def _read(self) -> dict[str, str]:
         if not self.path.exists():
@@ -92,11 +105,27 @@ class Users:
 
     def verify(self, name: str, password: str) -> bool:
         """Whether `password` is `name`'s; unknown names cost the same time as wrong passwords."""
-        stored = self._hashes.get(name)
-        if stored is None:
-            password_matches(password, _DUMMY_HASH)
+        if self.locked(name):
             return False
-        return password_matches(password, stored)
+        stored = self._hashes.get(name)
+        matches = password_matches(password, stored or _DUMMY_HASH) and stored is not None
+        with self._lock:
+            if matches:
+                self._failures.pop(name, None)
+            else:
+                count, _ = self._failures.get(name, (0, 0.0))
+                self._failures[name] = (count + 1, self._clock())
+        return matches
+
+    def locked(self, name: str) -> bool:
+        with self._lock:
+            count, last = self._failures.get(name, (0, 0.0))
+            if count < self.MAX_FAILURES:
+                return False
+            if self._clock() - last >= self.LOCKOUT_S:
+                self._failures.pop(name, None)
+                return False
+            return True
 
     def set_password(self, name: str, password: str) -> None:
         """Add the user, or change their password, and rewrite the file (mode 0600)."""

@@ -58,6 +58,20 @@ def test_users_file_keeps_only_salted_hashes(tmp_path: Path) -> None:
     assert Users(path)._hashes["carol"] != hashes["alice"]
 
 
+def test_repeated_wrong_passwords_lock_the_name_for_a_while(tmp_path: Path) -> None:
+    now = [1000.0]
+    users = Users(tmp_path / "users.txt", clock=lambda: now[0])
+    users.set_password(*ALICE)
+    users.set_password(*BOB)
+    for _ in range(Users.MAX_FAILURES):
+        assert not users.verify("alice", "a guess")
+    assert users.locked("alice") and not users.verify(*ALICE)  # even the right one, for now
+    assert users.verify(*BOB)  # other names are not affected
+    now[0] += Users.LOCKOUT_S
+    assert users.verify(*ALICE)
+    assert not users.verify("alice", "a guess") and not users.locked("alice")  # count restarted
+
+
 @pytest.mark.parametrize("name", ["../alice", "al/ice", "", ".hidden", "a" * 65, "x\x00y", "bob."])
 def test_user_names_that_could_escape_their_folder_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(UserError):
