@@ -138,10 +138,6 @@ class Library:
                 self._embedder = Embedder(self.settings.embedding_model)
             return self._embedder
 
-    def warm_up(self) -> None:
-        """Load the embedding model now rather than on the first upload or search."""
-        _ = self.embedder
-
     # -- documents -----------------------------------------------------------------------------
 
     def documents(self) -> list[DocumentRecord]:
