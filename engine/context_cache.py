@@ -127,9 +127,3 @@ class ModernBertContextCache:
     @torch.inference_mode()
     def head(self, hidden: Tensor) -> Tensor:
         return self.model.decoder(self.model.head(hidden))
-
-
-def _never_empty(allowed: Tensor) -> Tensor:
-    """Let a query with no key to attend to (padding) attend to all; its output is unused, and
-    an all-masked row would make attention NaN."""
-    return allowed | ~allowed.any(dim=-1, keepdim=True)
