@@ -8,7 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -80,7 +80,7 @@ from torch import Tensor, nn
 
 from engine.context_cache import PromptCache
 from engine.denoiser import HFMaskedLMDenoiser, build_prompt_ids, forbidden_token_ids
-from engine.draft import Block, block_text
+from engine.draft import canvas_text
 from engine.library import SearchHit
 from engine.prompting import SYSTEM, edges_first, prompt_ids
 from engine.sampler import Canvas, SamplerSettings, State, pack_batch, step
@@ -198,7 +198,7 @@ Inputs = tuple[Tensor, Tensor, Tensor]  # input_ids, attention_mask, positions (
 def neighbour_text(tokenizer: Tokenizer, section: Section, canvas: Canvas) -> str:
     """A neighbour block's text as the engine shows it, with prose at its committed positions."""
     shown = replace(canvas, tokens=torch.where(canvas.masked, canvas.tokens, section.reference))
-    return block_text(tokenizer, Block(section.heading, shown))
+    return canvas_text(tokenizer, shown, show_masks=False)
 
 
 def window_prompts(

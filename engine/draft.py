@@ -194,10 +194,14 @@ def text_and_spans(
     return trimmed, spans
 
 
-def block_text(tokenizer: PreTrainedTokenizerBase, block: Block, show_masks: bool = False) -> str:
+def canvas_text(tokenizer: PreTrainedTokenizerBase, canvas: Canvas, *, show_masks: bool) -> str:
     """The text of `text_and_spans` in one decode (the last prefix is the whole)."""
-    kept, _ = _shown_ids(tokenizer, block.canvas, show_masks)
-    return trim_end_markers(_decoded(tokenizer, kept, block.canvas.mask_id), END_MARKERS)
+    kept, _ = _shown_ids(tokenizer, canvas, show_masks)
+    return trim_end_markers(_decoded(tokenizer, kept, canvas.mask_id), END_MARKERS)
+
+
+def block_text(tokenizer: PreTrainedTokenizerBase, block: Block, show_masks: bool = False) -> str:
+    return canvas_text(tokenizer, block.canvas, show_masks=show_masks)
 
 
 def positions_in(spans: list[tuple[int, int] | None], start: int, end: int) -> list[int]:
@@ -258,7 +262,7 @@ def edit_text(
         raise DraftError("a block cannot be empty; re-run it to draft it again")
     state = State.PINNED if lock else State.COMMITTED
     edited = Canvas.from_tokens(tokens, block.canvas.mask_id, state=state)
-    decoded, _ = text_and_spans(tokenizer, edited)  # the text as the tokenizer will show it
+    decoded = canvas_text(tokenizer, edited, show_masks=True)  # as the tokenizer will show it
     missing = [span_text for span_text in kept if span_text not in decoded]
     if missing:
         raise DraftError(f"the edit removes pinned text “{missing[0]}”; unpin it first")

@@ -71,14 +71,9 @@ class Drafter:
         # the draft records the precision that really runs, so resuming it reloads the same
         settings = replace(settings, int8=getattr(self.denoiser, "int8", False))
         draft = new_draft(instruction, headings, settings, seed, self.denoiser.mask_token_id)
-        for index in range(len(draft.blocks)):  # each prompt must fit, even with no sources
-            prompt_ids(
-                self.tokenizer,
-                self.denoiser.max_length - settings.block_tokens,
-                draft.instruction,
-                draft.blocks[index].heading,
-                [],
-            )
+        budget = self.denoiser.max_length - settings.block_tokens
+        for block in draft.blocks:  # each prompt must fit, even with no sources
+            prompt_ids(self.tokenizer, budget, draft.instruction, block.heading, [])
         draft.rng_state = torch.Generator().manual_seed(seed).get_state().numpy().tobytes()
         self.store.save(draft)
         return draft

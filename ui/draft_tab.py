@@ -18,7 +18,14 @@ from dataclasses import dataclass
 import gradio as gr
 
 from engine.config import DEFAULT_MODEL
-from engine.draft import Draft, DraftSettings, edit_text, pin_selection, unpin_selection
+from engine.draft import (
+    Draft,
+    DraftSettings,
+    edit_text,
+    pin_selection,
+    pinned_spans,
+    unpin_selection,
+)
 from engine.drafting import Drafter
 from engine.errors import PalimpsestError
 from engine.models import DEMO_MODEL
@@ -34,6 +41,7 @@ from ui.draft_view import (
     rows_from_supports,
     timeline_html,
 )
+from ui.library_tab import document_choices
 from ui.sessions import Session, Sessions
 
 MAX_BLOCKS = 8
@@ -87,17 +95,18 @@ def block_values(
     workspace: Workspace, drafter: Drafter, draft: Draft, index: int, with_attribution: bool
 ) -> list:
     block = draft.blocks[index]
+    pins = pinned_spans(drafter.tokenizer, block)
     if with_attribution and block.done and drafter.text(draft, index).strip():
         rows = rows_from_supports(workspace.sources(drafter, draft, index))
     else:
         rows = rows_from_evidence(block.evidence)
     return [
         gr.update(visible=True),
-        block_status(draft, index) + pinned_line(drafter.tokenizer, draft, index),
+        block_status(draft, index) + pinned_line(pins),
         drafter.text(draft, index) if block.done else _text_with_masks(drafter, draft, index),
         confidence_html(drafter.tokenizer, draft, index),
         [row.cells() for row in rows],
-        gr.update(choices=pin_choices(drafter.tokenizer, draft, index), value=None),
+        gr.update(choices=pin_choices(pins), value=None),
         rows,
         gr.update(value=list(block.targets)),
     ]
@@ -524,8 +533,7 @@ def build_draft_tab(app: gr.Blocks, tab: gr.Tab, sessions: Sessions) -> DraftTab
     )
 
     def refresh_targets(request: gr.Request):
-        documents = sessions(request).workspace.library.documents()
-        choices = [(f"{r.filename} ({r.pages} p.)", r.doc_id) for r in documents]
+        choices = document_choices(sessions(request).workspace.library)
         return [gr.update(choices=choices) for _ in slots]
 
     targets = [slot.targets for slot in slots]

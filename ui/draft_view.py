@@ -7,7 +7,7 @@ import html
 from dataclasses import dataclass
 
 from engine.attribution import Support
-from engine.draft import MASK_GLYPH, Draft, pinned_spans, text_and_spans
+from engine.draft import MASK_GLYPH, Draft, canvas_text, text_and_spans
 from engine.library import SearchHit
 
 SNIPPET = 220
@@ -65,9 +65,8 @@ def block_status(draft: Draft, index: int) -> str:
     return f"### {index + 1}. {html.escape(block.heading)}\n{progress}"
 
 
-def pinned_line(tokenizer, draft: Draft, index: int) -> str:
-    """The block's pinned passages, for its header."""
-    spans = pinned_spans(tokenizer, draft.blocks[index])
+def pinned_line(spans: list[tuple[int, int, str]]) -> str:
+    """A block's pinned passages (`engine.draft.pinned_spans`), for its header."""
     if not spans:
         return ""
     quoted = ", ".join(f"“{html.escape(shorten(text, 80))}”" for _, _, text in spans)
@@ -106,18 +105,15 @@ def confidence_html(tokenizer, draft: Draft, index: int) -> str:
     return f'<div class="confidence-view">{"".join(pieces)}</div>{legend}'
 
 
-def pin_choices(tokenizer, draft: Draft, index: int) -> list[tuple[str, str]]:
-    """(label, "start:end") for each pinned passage of a block."""
-    return [
-        (f"“{shorten(text, 60)}”", f"{start}:{end}")
-        for start, end, text in pinned_spans(tokenizer, draft.blocks[index])
-    ]
+def pin_choices(spans: list[tuple[int, int, str]]) -> list[tuple[str, str]]:
+    """(label, "start:end") for each pinned passage of a block (`engine.draft.pinned_spans`)."""
+    return [(f"“{shorten(text, 60)}”", f"{start}:{end}") for start, end, text in spans]
 
 
 def timeline_html(tokenizer, draft: Draft, canvases: list, step: int) -> str:
     """The whole draft as it was after `step`, read-only."""
     parts = [f"<p><b>The draft after step {step} of {draft.step}</b> (read-only)</p>"]
     for block, canvas in zip(draft.blocks, canvases, strict=False):
-        text, _ = text_and_spans(tokenizer, canvas)
+        text = canvas_text(tokenizer, canvas, show_masks=True)
         parts.append(f"<h4>{html.escape(block.heading)}</h4><p>{html.escape(text)}</p>")
     return "".join(parts)
