@@ -5,6 +5,9 @@ Chroma and flipped to `ready` after; only ready documents are ever searched or l
 library that opens with pending or deleting rows (a killed process) finishes or undoes them.
 The lexical index is derived from the chunk rows, keyed by `generation`, which changes on every
 commit that changes the set of ready chunks.
+
+`Page` and `Chunk` are imported where rows become them: their modules pull in the PDF parsers,
+which a command that only lists documents should not pay for.
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ import time
 from contextlib import AbstractContextManager
 from dataclasses import astuple, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.chunking import Chunk
 from engine.database import connection
-from engine.documents import Page
+
+if TYPE_CHECKING:
+    from engine.chunking import Chunk
+    from engine.documents import Page
 
 PENDING, READY, DELETING = "pending", "ready", "deleting"
+CATALOG_FILE = "library.sqlite3"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -152,6 +159,8 @@ class Catalog:
 
     def ready_chunks(self) -> list[Chunk]:
         """Every chunk of every ready document, in a stable order."""
+        from engine.chunking import Chunk
+
         with self.connect() as db:
             rows = db.execute(
                 "SELECT c.chunk_id, c.doc_id, c.page_index, c.page_label, c.ordinal, c.char_start,"
@@ -162,6 +171,8 @@ class Catalog:
         return [Chunk(*row) for row in rows]
 
     def page(self, doc_id: str, page_index: int) -> Page | None:
+        from engine.documents import Page
+
         with self.connect() as db:
             row = db.execute(
                 "SELECT page_index, page_label, text FROM pages"
@@ -172,6 +183,8 @@ class Catalog:
 
     def page_chunks(self, doc_id: str, page_index: int) -> list[Chunk]:
         """The chunks of one page in reading order: each one's neighbours are beside it."""
+        from engine.chunking import Chunk
+
         with self.connect() as db:
             rows = db.execute(
                 "SELECT chunk_id, doc_id, page_index, page_label, ordinal, char_start, char_end,"
@@ -179,3 +192,9 @@ class Catalog:
                 (doc_id, page_index),
             ).fetchall()
         return [Chunk(*row) for row in rows]
+
+
+def open_catalog(library_dir: Path) -> Catalog | None:
+    """The catalog of an existing library folder, or None when there is no library there."""
+    path = library_dir / CATALOG_FILE
+    return Catalog(path) if path.exists() else None

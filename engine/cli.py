@@ -1,29 +1,44 @@
-"""The `palimpsest` command line: the same engine API the web UI uses, without a browser."""
+"""The `palimpsest` command line: the same engine API the web UI uses, without a browser.
+
+Only the standard library, the settings and the SQLite catalog are imported at start: each command
+imports what it needs (torch, transformers, Chroma, sentence-transformers) when it runs, so
+`--help` and `docs` answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.attribution import attribute
+from engine.catalog import open_catalog
 from engine.config import DEFAULT_MODEL, Settings
-from engine.draft import Draft, DraftSettings
-from engine.drafting import Drafter
 from engine.errors import PalimpsestError
-from engine.library import Library
-from engine.workspace import Workspace
+
+if TYPE_CHECKING:
+    from engine.draft import Draft
+    from engine.drafting import Drafter
+    from engine.library import Library
+    from engine.workspace import Workspace
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
 
 def quiet_model_loading() -> None:
-    """Keep library progress bars off stderr: the CLI prints its own progress lines."""
-    from transformers.utils import logging as transformers_logging
+    """Keep library progress bars off stderr: the CLI prints its own progress lines.
 
-    transformers_logging.disable_progress_bar()
+    The Hugging Face libraries read the switch when they are imported; when transformers already
+    is, it is told directly.
+    """
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
 
 
 def pdf_paths(paths: Sequence[str]) -> Iterator[Path]:
@@ -37,10 +52,14 @@ def pdf_paths(paths: Sequence[str]) -> Iterator[Path]:
 
 
 def open_library(args: argparse.Namespace) -> Library:
+    from engine.library import Library
+
     return Library(Settings().with_library(args.library))
 
 
 def open_workspace(args: argparse.Namespace) -> Workspace:
+    from engine.workspace import Workspace
+
     return Workspace(Settings().with_library(args.library))
 
 
@@ -69,6 +88,8 @@ def print_draft(workspace: Workspace, drafter: Drafter, draft: Draft, as_json: b
 
 
 def cmd_draft(args: argparse.Namespace) -> int:
+    from engine.draft import DraftSettings
+
     workspace = open_workspace(args)
     model = args.model or workspace.settings.model
     settings = DraftSettings(
@@ -137,7 +158,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    records = open_library(args).documents()
+    """Read from the catalog alone: listing needs neither Chroma nor a model."""
+    catalog = open_catalog(Settings().with_library(args.library).library_dir)
+    records = catalog.documents() if catalog is not None else []
     if args.json:
         fields = ("doc_id", "filename", "pages", "chunks", "empty_pages", "size_bytes", "added_at")
         rows = [{name: getattr(record, name) for name in fields} for record in records]
@@ -154,6 +177,8 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_attribute(args: argparse.Namespace) -> int:
+    from engine.attribution import attribute
+
     supports = attribute(open_library(args), args.text, k=args.k)
     if args.json:
         print(json.dumps([s.to_json() for s in supports], ensure_ascii=False, indent=2))

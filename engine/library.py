@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.catalog import DELETING, PENDING, READY, Catalog, DocumentRecord
+from engine.catalog import CATALOG_FILE, DELETING, PENDING, READY, Catalog, DocumentRecord
 from engine.chunking import Chunk, chunk_pages
 from engine.config import Settings
 from engine.documents import IngestError, Page, read_pdf
@@ -120,7 +120,7 @@ class Library:
         self.root = settings.library_dir
         self.files_dir = self.root / "files"
         self.files_dir.mkdir(parents=True, exist_ok=True)
-        self.catalog = Catalog(self.root / "library.sqlite3")
+        self.catalog = Catalog(self.root / CATALOG_FILE)
         library_uuid = self.catalog.setting("library_uuid", uuid.uuid4().hex)
         self.vectors = VectorStore(
             self.root / "chroma", f"palimpsest-{library_uuid}", settings.chroma_url
