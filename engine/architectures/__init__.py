@@ -1,0 +1,1 @@
+"""Our own implementations of model architectures whose published modelling code we cannot run."""
