@@ -228,6 +228,9 @@ def test_config_reads_the_published_keys() -> None:
         ENDOFTEXT_ID,
     )
     assert not config.tie_word_embeddings
+    resaved = {k: v for k, v in TINY_DREAM_CONFIG.items() if k != "rope_theta"}
+    resaved["rope_parameters"] = {"rope_type": "default", "rope_theta": 5e5}  # transformers 5
+    assert DreamConfig.from_dict(resaved).rope_theta == 5e5
     with pytest.raises(ValueError, match="rope_scaling type 'yarn'"):
         DreamConfig.from_dict(TINY_DREAM_CONFIG | {"rope_scaling": {"type": "yarn", "factor": 4}})
 

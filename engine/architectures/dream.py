@@ -36,8 +36,8 @@ Token ids (config.json first, tokenizer second):
   and generation_config.json); the sampler pads the canvas tail with it. The chat turn ends with
   `<|im_end|>` 151645 (Qwen2.5 chat template, `<|im_start|>` 151644) before the `<|endoftext|>`
   padding.
-- bos: 151643 in the Dream-v0 generation_config.json; Dream-Coder's config.json says 151665
-  (`<|beginoftext|>`). Dream does not prepend it in chat prompts.
+- bos: 151643 in the Dream-v0 generation_config.json; Dream-Coder-derived configs say 151665
+  (`<|beginoftext|>`). The chat template does not insert it.
 - vocab_size 152064 (the embedding is padded past the 151667 tokenizer entries).
 
 Sources read (December 2026): the authors' `modeling_dream.py`, `configuration_dream.py`,
@@ -45,19 +45,23 @@ Sources read (December 2026): the authors' `modeling_dream.py`, `configuration_d
 (`dllm/pipelines/dream/models/`, whose only change is converting 2-D masks in `forward`), the
 Fast-dLLM variants in DreamLM/Dream-Coder and megumi-ben/dlm-infra-rag, README usage in
 DreamLM/Dream and DreamLM/Dream-Coder, the Dream-v0-Instruct-7B `generation_config.json`, the
-Dream-Coder hub file list, and published Dream-architecture config.json files (apple/DiffuCoder,
-a Dream-Coder fine-tune): model_type "Dream", architectures ["DreamModel"], auto_map to
+Dream-Coder hub file list, and published config.json files of the same architecture
+(apple/DiffuCoder-7B-Instruct, an RL fine-tune of Dream-Coder; the Dream-v0 config.json itself was
+not readable here): model_type "Dream", architectures ["DreamModel"], auto_map to
 configuration_dream.DreamConfig / modeling_dream.DreamModel, hidden 3584, 28 layers, 28 heads,
 4 kv heads, intermediate 18944, rope_theta 1e6, rope_scaling null, rms_norm_eps 1e-6,
 tie_word_embeddings false, sliding window off.
 
 Where we differ on purpose: padded query rows attend to real keys (see above) instead of to
-nothing; `rope_scaling` supports only the default and "linear" types (the published checkpoints
-have none) and raises for any other; `hidden_act` must be "silu"; sliding-window settings are
-ignored, as the authors' SDPA path ignores them; a transformers-5 `rope_parameters` block is read
-when `rope_theta` is absent. The tokenizer is the published vocab.json / merges.txt (or
-tokenizer.json) read by transformers' Qwen2 tokenizer, which implements the same byte-level BPE,
-pre-tokenisation regex and NFC normalisation as the authors' `DreamTokenizer`.
+nothing; a `rope_scaling` other than null / "default" raises (the published checkpoints have none);
+`hidden_act` must be "silu"; sliding-window settings are ignored, as the authors' SDPA path ignores
+them; a transformers-5 `rope_parameters` block is read when `rope_theta` is absent. The inverse
+frequencies stay float32 in every dtype, as the authors' loader leaves them with
+`from_pretrained(torch_dtype=...)` (a later `model.to(bfloat16)` of their module would round them).
+
+The tokenizer is the published vocab.json / merges.txt (or tokenizer.json) read by transformers'
+Qwen2 tokenizer, which implements the same byte-level BPE, pre-tokenisation regex and NFC
+normalisation as the authors' `DreamTokenizer` (a copy of the slow Qwen2 tokenizer).
 """
 
 from __future__ import annotations
@@ -77,7 +81,6 @@ DREAM_MODEL_TYPE = "dream"  # config.json says "Dream"; compared case-insensitiv
 DREAM_ARCHITECTURE = "DreamModel"
 SINGLE_FILE = "model.safetensors"
 SHARD_INDEX = "model.safetensors.index.json"
-_SUPPORTED_ROPE_TYPES = ("default", "linear")
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,6 @@ class DreamConfig:
     max_position_embeddings: int = 32768
     rms_norm_eps: float = 1e-6
     rope_theta: float = 10000.0
-    rope_type: str = "default"
-    rope_factor: float = 1.0
     tie_word_embeddings: bool = False
     mask_token_id: int | None = 151666
     pad_token_id: int | None = 151643
@@ -109,7 +110,7 @@ class DreamConfig:
         defaults = cls()
         heads = config.get("num_attention_heads", defaults.num_attention_heads)
         kv_heads = config.get("num_key_value_heads") or heads
-        rope_type, rope_factor = _rope_scaling(config.get("rope_scaling"))
+        _check_rope_scaling(config.get("rope_scaling"))
         eos = config.get("eos_token_id", defaults.eos_token_id)
         result = cls(
             vocab_size=config.get("vocab_size", defaults.vocab_size),
@@ -124,8 +125,6 @@ class DreamConfig:
             ),
             rms_norm_eps=float(config.get("rms_norm_eps", defaults.rms_norm_eps)),
             rope_theta=float(_rope_theta(config, defaults.rope_theta)),
-            rope_type=rope_type,
-            rope_factor=rope_factor,
             tie_word_embeddings=bool(
                 config.get("tie_word_embeddings", defaults.tie_word_embeddings)
             ),
@@ -163,17 +162,14 @@ def _rope_theta(config: dict[str, Any], default: float) -> float:
     return (config.get("rope_parameters") or {}).get("rope_theta", default)
 
 
-def _rope_scaling(scaling: dict[str, Any] | None) -> tuple[str, float]:
-    """(rope type, factor) from `rope_scaling`; the authors accept "type" for "rope_type"."""
-    if not scaling:
-        return "default", 1.0
-    rope_type = scaling.get("rope_type", scaling.get("type", "default"))
-    if rope_type not in _SUPPORTED_ROPE_TYPES:
+def _check_rope_scaling(scaling: dict[str, Any] | None) -> None:
+    """Only unscaled rotary embeddings (the authors accept "type" for "rope_type")."""
+    rope_type = (scaling or {}).get("rope_type", (scaling or {}).get("type", "default"))
+    if rope_type != "default":
         raise ValueError(
-            f"rope_scaling type {rope_type!r} is not supported (supported: "
-            f"{', '.join(_SUPPORTED_ROPE_TYPES)}); the published Dream checkpoints use none"
+            f"rope_scaling type {rope_type!r} is not supported; the published Dream checkpoints "
+            "use none"
         )
-    return rope_type, float(scaling.get("factor", 1.0)) if rope_type == "linear" else 1.0
 
 
 def is_dream_config(config: dict[str, Any]) -> bool:
@@ -307,7 +303,7 @@ class DreamModel(nn.Module):
         """cos, sin of shape [B or 1, 1, L, head_dim], computed in float32, cast to `dtype`."""
         dim = self.config.head_dim
         exponents = torch.arange(0, dim, 2, dtype=torch.int64, device=positions.device).float()
-        inv_freq = 1.0 / (self.config.rope_theta ** (exponents / dim)) / self.config.rope_factor
+        inv_freq = 1.0 / (self.config.rope_theta ** (exponents / dim))
         freqs = positions.float().unsqueeze(-1) * inv_freq
         angles = torch.cat((freqs, freqs), dim=-1).unsqueeze(1)
         return angles.cos().to(dtype), angles.sin().to(dtype)
