@@ -62,6 +62,13 @@ Token ids (see `LLaDATokenIds`): config.json keys first, the tokenizer second.
   config key, and the tokenizer does not declare a mask token), EOS 156892 `<|endoftext|>`
   (dInfer's `eos_id`), end of turn `<|role_end|>` (its chat template; id from the tokenizer).
 
+Checked (one-off, outside the repo) against the authors' own code, run on the tiny checkpoints of
+tests/llada_checkpoints.py with only its transformers-5 breakages patched (Fast-dLLM's
+`LLaDAModel`; the first published `LLaDAMoEModelLM`, given transformers 4.x's default RoPE init):
+identical logits in float32 and in bfloat16. For bfloat16 the published MoE RoPE buffer
+`inv_freq` must stay float32, as `from_pretrained(torch_dtype=...)` leaves it; a later
+`.to(torch.bfloat16)` of their module rounds it, which we do not imitate.
+
 Where we differ on purpose:
 - `attention_mask` is honoured: keys at 0 positions are masked out of attention (an additive
   float32-minimum bias, as ZHZisZZ/dllm's fix does). The published code of both models ignores
@@ -248,9 +255,7 @@ class LLaDAConfig:
             eos_token_id=c.get("eos_token_id", 50279),
             pad_token_id=c.get("pad_token_id", 1),
             qkv_bias=bool(c.get("attention_bias", False)),
-            linear_bias=bool(c.get("attention_bias", False)),
             qk_norm=bool(c.get("qk_layernorm", False)),
-            rope_full_precision=False,
             clip_qkv=c.get("clip_qkv"),
             moe_layers=tuple(bool(f) for f in moe_layer_freq),
             num_experts=int(c["num_experts"]),
