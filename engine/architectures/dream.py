@@ -112,7 +112,7 @@ class DreamConfig:
         kv_heads = config.get("num_key_value_heads") or heads
         _check_rope_scaling(config.get("rope_scaling"))
         eos = config.get("eos_token_id", defaults.eos_token_id)
-        result = cls(
+        return cls(
             vocab_size=config.get("vocab_size", defaults.vocab_size),
             hidden_size=config.get("hidden_size", defaults.hidden_size),
             intermediate_size=config.get("intermediate_size", defaults.intermediate_size),
@@ -133,14 +133,12 @@ class DreamConfig:
             bos_token_id=config.get("bos_token_id", defaults.bos_token_id),
             eos_token_id=tuple(eos) if isinstance(eos, list) else eos,
         )
-        result._validate()
-        return result
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
-    def _validate(self) -> None:
+    def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not a multiple of "
