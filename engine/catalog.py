@@ -4,7 +4,8 @@ SQLite is the source of truth. A document row is written as `pending` before its
 Chroma and flipped to `ready` after; only ready documents are ever searched or listed, and a
 library that opens with pending or deleting rows (a killed process) finishes or undoes them.
 The lexical index is derived from the chunk rows, keyed by `generation`, which changes on every
-commit that changes the set of ready chunks.
+commit that changes the set of ready chunks (and on no other: removing a pending or deleting
+document leaves it as it is, so recovery after a crash does not outdate a saved index).
 
 `Page` and `Chunk` are imported where rows become them: their modules pull in the PDF parsers,
 which a command that only lists documents should not pay for.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import uuid
 from contextlib import AbstractContextManager
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -28,6 +30,10 @@ if TYPE_CHECKING:
 
 PENDING, READY, DELETING = "pending", "ready", "deleting"
 CATALOG_FILE = "library.sqlite3"
+# The Chunk fields, in order, of chunks `c`
+_CHUNK_COLUMNS = (
+    "c.chunk_id, c.doc_id, c.page_index, c.page_label, c.ordinal, c.char_start, c.char_end, c.text"
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -127,9 +133,13 @@ class Catalog:
 
     def remove(self, doc_id: str) -> None:
         with self.connect() as db:
+            db.execute(
+                "UPDATE meta SET value = value + 1 WHERE key = 'generation' AND EXISTS"
+                " (SELECT 1 FROM documents WHERE doc_id = ? AND status = ?)",
+                (doc_id, READY),
+            )
             for table in ("chunks", "pages", "documents"):
                 db.execute(f"DELETE FROM {table} WHERE doc_id = ?", (doc_id,))
-            db.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -138,6 +148,11 @@ class Catalog:
         with self.connect() as db:
             db.execute("INSERT OR IGNORE INTO settings VALUES (?, ?)", (key, default))
             return db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()[0]
+
+    def library_id(self) -> str:
+        """This library's random id, made on first use; it names the Chroma collection and is
+        recorded in the saved lexical index, so neither is taken for another library's."""
+        return self.setting("library_uuid", uuid.uuid4().hex)
 
     def generation(self) -> int:
         with self.connect() as db:
@@ -159,16 +174,37 @@ class Catalog:
 
     def ready_chunks(self) -> list[Chunk]:
         """Every chunk of every ready document, in a stable order."""
+        return self.ready_chunks_with_generation()[1]
+
+    def ready_chunks_with_generation(self) -> tuple[int, list[Chunk]]:
+        """The generation and the ready chunks (as `ready_chunks`), read in one transaction so
+        the chunks are exactly those of that generation."""
         from engine.chunking import Chunk
 
         with self.connect() as db:
+            db.execute("BEGIN")
+            generation = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
             rows = db.execute(
-                "SELECT c.chunk_id, c.doc_id, c.page_index, c.page_label, c.ordinal, c.char_start,"
-                " c.char_end, c.text FROM chunks c JOIN documents d USING (doc_id)"
+                f"SELECT {_CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (doc_id)"
                 " WHERE d.status = ? ORDER BY c.rowid",
                 (READY,),
             ).fetchall()
-        return [Chunk(*row) for row in rows]
+        return generation, [Chunk(*row) for row in rows]
+
+    def ready_chunks_by_id(self, chunk_ids: list[str]) -> dict[str, tuple[Chunk, str]]:
+        """chunk_id -> (chunk, its document's file name), for those of ready documents."""
+        from engine.chunking import Chunk
+
+        if not chunk_ids:
+            return {}
+        marks = ",".join("?" * len(chunk_ids))
+        with self.connect() as db:
+            rows = db.execute(
+                f"SELECT {_CHUNK_COLUMNS}, d.filename FROM chunks c JOIN documents d"
+                f" USING (doc_id) WHERE c.chunk_id IN ({marks}) AND d.status = ?",
+                (*chunk_ids, READY),
+            ).fetchall()
+        return {row[0]: (Chunk(*row[:-1]), row[-1]) for row in rows}
 
     def page(self, doc_id: str, page_index: int) -> Page | None:
         from engine.documents import Page

@@ -141,6 +141,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         outcomes.append(outcome)
     if not outcomes:
         print("no PDF files found in the given paths", file=sys.stderr)
+    if any(o.status == "added" for o in outcomes):
+        library.refresh_index()
     return EXIT_OK if any(o.readable for o in outcomes) else EXIT_FAILED
 
 

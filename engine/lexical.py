@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import bm25s
 import numpy as np
 import Stemmer
@@ -13,14 +16,42 @@ def _tokenize(texts: list[str]):
     return bm25s.tokenize(texts, stopwords="en", stemmer=_STEMMER, show_progress=False)
 
 
-class LexicalIndex:
-    """An immutable BM25 index over a list of chunk ids and texts."""
+CHUNK_IDS_FILE = "chunk_ids.json"
 
-    def __init__(self, chunk_ids: list[str], texts: list[str]):
+
+class LexicalIndex:
+    """An immutable BM25 index over a list of chunk ids (its rows), saved to and loaded from a
+    folder; a loaded index memory-maps its score matrix instead of reading it."""
+
+    def __init__(self, chunk_ids: list[str], retriever: bm25s.BM25):
         self.chunk_ids = chunk_ids
-        self.retriever = bm25s.BM25()
+        self.retriever = retriever
+
+    @classmethod
+    def build(cls, chunk_ids: list[str], texts: list[str]) -> LexicalIndex:
+        retriever = bm25s.BM25()
         if texts:
-            self.retriever.index(_tokenize(texts), show_progress=False)
+            retriever.index(_tokenize(texts), show_progress=False)
+        return cls(chunk_ids, retriever)
+
+    def save(self, folder: Path) -> None:
+        """Write the index into `folder` (created); an empty index is its empty list of ids."""
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.chunk_ids:
+            self.retriever.save(folder, show_progress=False)
+        (folder / CHUNK_IDS_FILE).write_text(json.dumps(self.chunk_ids), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> LexicalIndex:
+        """The index `save` wrote; raises OSError or ValueError when the folder does not hold
+        a whole one."""
+        chunk_ids = json.loads((folder / CHUNK_IDS_FILE).read_text(encoding="utf-8"))
+        if not chunk_ids:
+            return cls([], bm25s.BM25())
+        retriever = bm25s.BM25.load(folder, mmap=True, show_progress=False, verbosity=0)
+        if retriever.scores["num_docs"] != len(chunk_ids):
+            raise ValueError(f"the BM25 index in {folder} does not match its chunk ids")
+        return cls(chunk_ids, retriever)
 
     def __len__(self) -> int:
         return len(self.chunk_ids)

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -29,6 +28,8 @@ from engine.embeddings import Embedder
 from engine.errors import first_line
 from engine.fusion import reciprocal_rank_fusion
 from engine.lexical import LexicalIndex
+from engine.lexical_store import LexicalStore, ReadyIndex
+from engine.processes import process_alive
 from engine.vectors import VectorStore
 
 EMBED_BATCH = 64  # chunks embedded and stored per round trip; bounds memory and lost work
@@ -73,13 +74,18 @@ class IngestOutcome:
 
 @dataclass(frozen=True)
 class _Snapshot:
-    """Everything search needs about the ready chunks, rebuilt when the catalog changes."""
+    """What search needs about the ready chunks, renewed when the catalog changes: the chunk
+    texts and file names are read from SQLite for the hits only."""
 
     generation: int
-    chunks: dict[str, Chunk]
-    filenames: dict[str, str]
     lexical: LexicalIndex
+    rows: dict[str, int]  # chunk_id -> row of the lexical index, for every ready chunk
     rows_by_doc: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, index: ReadyIndex) -> _Snapshot:
+        rows = {chunk_id: row for row, chunk_id in enumerate(index.lexical.chunk_ids)}
+        return cls(index.generation, index.lexical, rows, index.rows_by_doc())
 
 
 MAX_FILENAME_CHARS = 200
@@ -121,10 +127,10 @@ class Library:
         self.files_dir = self.root / "files"
         self.files_dir.mkdir(parents=True, exist_ok=True)
         self.catalog = Catalog(self.root / CATALOG_FILE)
-        library_uuid = self.catalog.setting("library_uuid", uuid.uuid4().hex)
         self.vectors = VectorStore(
-            self.root / "chroma", f"palimpsest-{library_uuid}", settings.chroma_url
+            self.root / "chroma", f"palimpsest-{self.catalog.library_id()}", settings.chroma_url
         )
+        self.lexical = LexicalStore(self.root / "lexical", self.catalog)
         self._embedder = embedder
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
@@ -260,30 +266,21 @@ class Library:
             return False
         if record.owner_pid == os.getpid():
             return record.doc_id in self._adding
-        return _process_alive(record.owner_pid)
+        return process_alive(record.owner_pid)
 
     # -- search --------------------------------------------------------------------------------
+
+    def refresh_index(self) -> None:
+        """Bring the search index (and the saved one) up to date with the catalog now, rather
+        than at the next search: an ingest ends with it, so the next search opens, not builds."""
+        self._current()
 
     def _current(self) -> _Snapshot:
         generation = self.catalog.generation()
         with self._lock:
             if self._snapshot is None or self._snapshot.generation != generation:
-                self._snapshot = self._build_snapshot(generation)
+                self._snapshot = _Snapshot.of(self.lexical.open())
             return self._snapshot
-
-    def _build_snapshot(self, generation: int) -> _Snapshot:
-        chunks = self.catalog.ready_chunks()
-        ids = [chunk.chunk_id for chunk in chunks]
-        rows: dict[str, list[int]] = {}
-        for row, chunk in enumerate(chunks):
-            rows.setdefault(chunk.doc_id, []).append(row)
-        return _Snapshot(
-            generation=generation,
-            chunks=dict(zip(ids, chunks, strict=True)),
-            filenames={record.doc_id: record.filename for record in self.catalog.documents()},
-            lexical=LexicalIndex(ids, [chunk.text for chunk in chunks]),
-            rows_by_doc={doc_id: np.array(r, dtype=np.int64) for doc_id, r in rows.items()},
-        )
 
     def search(
         self, query: str, k: int = 5, doc_ids: list[str] | None = None, mode: str = "hybrid"
@@ -304,7 +301,7 @@ class Library:
             raise ValueError(f"unknown search mode {mode!r}; choose one of {SEARCH_MODES}")
         doc_ids = doc_ids or [None] * len(queries)
         snapshot = self._current()
-        asked = [i for i, q in enumerate(queries) if q.strip()] if k > 0 and snapshot.chunks else []
+        asked = [i for i, q in enumerate(queries) if q.strip()] if k > 0 and snapshot.rows else []
         vectors = {}
         if mode in ("hybrid", "dense") and asked:
             embedded = self.embedder.embed([queries[i] for i in asked])
@@ -337,7 +334,7 @@ class Library:
             ranked = rankings[0]
         else:
             ranked = reciprocal_rank_fusion([[cid for cid, _ in r] for r in rankings])
-        return [self._hit(snapshot, chunk_id, score) for chunk_id, score in ranked[:k]]
+        return self._hits(ranked[:k])
 
     def _dense(
         self, snapshot: _Snapshot, vector: np.ndarray, n: int, doc_ids: list[str] | None
@@ -348,22 +345,31 @@ class Library:
                 return []
         nearest = self.vectors.nearest(vector, n, doc_ids)
         # Chroma may hold chunks of a document still being added: only ready ones count.
-        return [(chunk_id, score) for chunk_id, score in nearest if chunk_id in snapshot.chunks]
+        return [(chunk_id, score) for chunk_id, score in nearest if chunk_id in snapshot.rows]
 
-    @staticmethod
-    def _hit(snapshot: _Snapshot, chunk_id: str, score: float) -> SearchHit:
-        chunk = snapshot.chunks[chunk_id]
-        return SearchHit(
-            chunk_id=chunk.chunk_id,
-            doc_id=chunk.doc_id,
-            filename=snapshot.filenames.get(chunk.doc_id, ""),
-            page_index=chunk.page_index,
-            page_label=chunk.page_label,
-            char_start=chunk.char_start,
-            char_end=chunk.char_end,
-            score=round(score, 6),
-            text=chunk.text,
-        )
+    def _hits(self, ranked: list[tuple[str, float]]) -> list[SearchHit]:
+        """The ranked chunks as hits, read from SQLite (a document deleted since the snapshot
+        was taken drops out)."""
+        stored = self.catalog.ready_chunks_by_id([chunk_id for chunk_id, _ in ranked])
+        hits = []
+        for chunk_id, score in ranked:
+            if chunk_id not in stored:
+                continue
+            chunk, filename = stored[chunk_id]
+            hits.append(
+                SearchHit(
+                    chunk_id=chunk.chunk_id,
+                    doc_id=chunk.doc_id,
+                    filename=filename,
+                    page_index=chunk.page_index,
+                    page_label=chunk.page_label,
+                    char_start=chunk.char_start,
+                    char_end=chunk.char_end,
+                    score=round(score, 6),
+                    text=chunk.text,
+                )
+            )
+        return hits
 
     def widen(self, hit: SearchHit, radius: int = 1) -> SearchHit:
         """The hit grown to include `radius` neighbouring chunks on each side on its page."""
@@ -376,13 +382,3 @@ class Library:
         last = siblings[min(len(siblings) - 1, position + radius)]
         start, end = min(first.char_start, hit.char_start), max(last.char_end, hit.char_end)
         return replace(hit, char_start=start, char_end=end, text=page.text[start:end])
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
