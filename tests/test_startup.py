@@ -1,0 +1,76 @@
+"""Commands that need no model start at once: `--help` and `docs` import none of the heavy
+libraries (checked in a child process through `sys.modules`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO_ROOT, cli_env
+
+from engine.catalog import CATALOG_FILE, READY, Catalog
+from engine.chunking import Chunk
+from engine.documents import Page
+
+HEAVY = ("torch", "transformers", "chromadb", "sentence_transformers", "gradio")
+
+# Runs the CLI in this interpreter, then prints which heavy modules it imported.
+CHILD = """
+import json, runpy, sys
+heavy = json.loads(sys.argv[2])
+sys.argv = ["palimpsest", *json.loads(sys.argv[1])]
+try:
+    runpy.run_module("engine", run_name="__main__")
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"exit": code, "heavy": [m for m in heavy if m in sys.modules]}))
+"""
+
+
+def run_cli(*args: str, library) -> tuple[str, dict]:
+    """The command's output and {"exit": status, "heavy": heavy modules it imported}."""
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(args), json.dumps(HEAVY)],
+        cwd=REPO_ROOT,
+        env=cli_env(library),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    output, _, report = result.stdout.rstrip("\n").rpartition("\n")
+    return output, json.loads(report)
+
+
+def test_help_imports_no_heavy_library(tmp_path):
+    output, report = run_cli("--help", library=tmp_path / "library")
+    assert "ingest" in output and "docs" in output
+    assert report == {"exit": 0, "heavy": []}
+
+
+def test_docs_reads_the_catalog_alone(tmp_path):
+    library = tmp_path / "library"
+    library.mkdir()
+    catalog = Catalog(library / CATALOG_FILE)
+    doc_id = "ab" * 32
+    page = Page(0, "1", "Either party may terminate this Agreement.")
+    chunk = Chunk(f"{doc_id[:16]}-p0-c0", doc_id, 0, "1", 0, 0, len(page.text), page.text)
+    catalog.add_pending(doc_id, "contract.pdf", 1234, [page], [chunk])
+    catalog.add_pending("cd" * 32, "half-written.pdf", 99, [], [])
+    catalog.set_status(doc_id, READY)
+
+    output, report = run_cli("docs", "--json", library=library)
+    assert report == {"exit": 0, "heavy": []}
+    (listed,) = json.loads(output)
+    assert (listed["doc_id"], listed["filename"], listed["chunks"]) == (doc_id, "contract.pdf", 1)
+
+    output, report = run_cli("docs", library=library)
+    assert "contract.pdf" in output and "half-written" not in output
+    assert report["heavy"] == []
+
+
+def test_docs_of_a_missing_library_creates_nothing(tmp_path):
+    output, report = run_cli("docs", library=tmp_path / "nowhere")
+    assert "the library is empty" in output and report == {"exit": 0, "heavy": []}
+    assert not (tmp_path / "nowhere").exists()
