@@ -3,23 +3,25 @@
 A `Denoiser` is a tokenizer with a mask token plus one method, `logits(input_ids, attention_mask,
 positions)`, which returns the logits only at the requested positions, so the LM head (a
 [hidden x vocab] matmul, the largest single cost for short canvases) runs only where the sampler
-needs it.
+needs it. It also carries its model family (engine/families.py): the recipe drafts start from,
+and the ids that end a section.
 
-Two adapters:
+Adapters, chosen by the family the checkpoint's config.json declares:
 - `HFMaskedLMDenoiser`: any Hugging Face `AutoModelForMaskedLM` (BERT, RoBERTa, ModernBERT and the
   masked-diffusion chat models fine-tuned from them, e.g. dllm-hub/ModernBERT-large-chat-v0.1).
-- `TrustRemoteCodeDenoiser`: large masked-diffusion LLMs shipped with their own modelling code
-  (LLaDA-8B-Instruct, Dream-7B), for machines with a GPU.
+- `NativeDenoiser`: LLaDA, LLaDA-MoE and Dream through this project's own implementation of
+  their architectures (engine/architectures/), which loads the published safetensors; their own
+  modelling code does not run under transformers 5.
+- `TrustRemoteCodeDenoiser`: any other masked-diffusion LM shipped with its own modelling code.
 
 A model is named by a local folder or a hub id. Loading never hangs on the network: a folder is
-read with `local_files_only=True`; a hub id is tried from the local cache first, and only when
-`HF_HUB_OFFLINE` is unset and a short probe reaches the hub is it downloaded. Any failure raises
-`ModelLoadError` with one message that says how to provide a model.
+read as it is; a hub id is taken from the local cache first, and only when `HF_HUB_OFFLINE` is
+unset and a short probe reaches the hub is it downloaded. Any failure raises `ModelLoadError` with
+one message that says how to provide a model.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -39,10 +41,16 @@ from transformers import (
 from engine.config import disable_telemetry
 from engine.context_cache import ModernBertContextCache
 from engine.errors import PalimpsestError
+from engine.families import (
+    REMOTE_CODE,
+    Family,
+    UnknownFamily,
+    family_of_config,
+    read_config,
+    special_ids,
+)
 
 EXAMPLE_HUB_ID = "dllm-hub/ModernBERT-large-chat-v0.1"
-LLADA_MASK_TOKEN_ID = 126336  # <|mdm_mask|>
-END_OF_TURN_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|endoftext|>")
 HUB_PROBE_TIMEOUT_S = 5.0
 _RESERVED = re.compile(r"^\[unused\d+\]$")  # BERT's reserved vocabulary slots: never text
 
@@ -57,6 +65,9 @@ class ModelLoadError(PalimpsestError):
 class Denoiser(Protocol):
     tokenizer: PreTrainedTokenizerBase
     mask_token_id: int
+    end_ids: tuple[int, ...]  # tokens that end a section's text
+    pad_token_id: int
+    family: Family
     max_length: int  # longest input (prompt + canvas) the model takes, in tokens
     vocab_size: int  # width of the logits; may exceed len(tokenizer)
     device: torch.device
@@ -153,17 +164,6 @@ def _default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def _max_length(model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> int:
-    """The model's position limit (named differently by LLaDA); the tokenizer's only when it is
-    not the huge "no limit" sentinel many tokenizers report."""
-    config = model.config
-    names = ("max_position_embeddings", "max_sequence_length", "n_positions")
-    limits = [getattr(config, name, None) for name in names]
-    limits.append(tokenizer.model_max_length if tokenizer.model_max_length < 1e6 else None)
-    limits = [limit for limit in limits if limit]
-    return min(limits) if limits else 512
-
-
 # ---------------------------------------------------------------------------------------------
 # Prompts and token ids
 
@@ -194,25 +194,18 @@ def build_prompt_ids(
     return tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
 
 
-def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
-    """Ids a block may end with, which must stay proposable: EOS, padding (the BERT-chat models
-    are fine-tuned to fill the answer's tail with it after `[/Answer]`) and the end-of-turn tokens
-    of LLaDA (`<|eot_id|>`) and Dream (`<|im_end|>`)."""
-    vocab = tokenizer.get_vocab()
-    ids = [tokenizer.eos_token_id, tokenizer.pad_token_id]
-    ids += [vocab.get(token) for token in END_OF_TURN_TOKENS]
-    return {i for i in ids if i is not None}
-
-
 def forbidden_token_ids(
-    tokenizer: PreTrainedTokenizerBase, vocab_size: int, mask_token_id: int
+    tokenizer: PreTrainedTokenizerBase,
+    vocab_size: int,
+    mask_token_id: int,
+    end_ids: tuple[int, ...] = (),
 ) -> Tensor:
-    """Ids the sampler must never propose: the mask, special tokens other than the stop tokens,
-    and logit rows past the tokenizer's vocabulary (models pad the vocabulary for speed)."""
-    specials = set(tokenizer.all_special_ids) - stop_token_ids(tokenizer)
+    """Ids the sampler must never propose: the mask, special tokens other than the ones that end
+    a section, and logit rows past the tokenizer's vocabulary (models pad it for speed)."""
+    specials = set(tokenizer.all_special_ids) - set(end_ids)
     unused = set(range(len(tokenizer), vocab_size))
     unused |= {i for token, i in tokenizer.get_vocab().items() if _RESERVED.match(token)}
-    return torch.tensor(sorted(specials | {mask_token_id} | unused), dtype=torch.long)
+    return torch.tensor(sorted((specials | {mask_token_id} | unused) - set(end_ids)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,37 +224,62 @@ def _split_lm_head(model: nn.Module) -> tuple[nn.Module, Callable[[Tensor], Tens
     return None
 
 
-class HFMaskedLMDenoiser:
-    """A Hugging Face masked LM (`AutoModelForMaskedLM`) from a hub id or a local folder."""
+class _FamilyIds:
+    """Family, special ids and context limit, set once the tokenizer and config are known."""
+
+    family: Family
+    mask_token_id: int
+    end_ids: tuple[int, ...]
+    pad_token_id: int
+    max_length: int
+
+    def _take_ids(self, family: Family, config: dict, limits: list[int | None]) -> None:
+        self.family = family
+        try:
+            ids = special_ids(family, config, self.tokenizer)
+        except ValueError as error:
+            raise load_error(self.name, str(error)) from error
+        self.mask_token_id, self.end_ids, self.pad_token_id = ids.mask, ids.ends, ids.pad
+        tokenizer_limit = self.tokenizer.model_max_length
+        limits = [
+            *limits,
+            family.trained_context,
+            tokenizer_limit if tokenizer_limit < 1e6 else None,
+        ]
+        self.max_length = min((limit for limit in limits if limit), default=512)
+
+
+class HFMaskedLMDenoiser(_FamilyIds):
+    """A Hugging Face masked LM (`AutoModelForMaskedLM`) from a model folder."""
 
     def __init__(
         self,
-        name_or_path: str | Path,
+        folder: str | Path,
         *,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         int8: bool = False,
+        name: str | None = None,
     ) -> None:
-        self.name = str(name_or_path)
+        self.name = name or str(folder)
         self.device = pick_device(device)
         dtype = dtype or _default_dtype(self.device)
-
-        def load(path: str, local_files_only: bool):
-            model = AutoModelForMaskedLM.from_pretrained(
-                path, local_files_only=local_files_only, dtype=dtype
-            )
-            return AutoTokenizer.from_pretrained(path, local_files_only=local_files_only), model
-
-        self.tokenizer, self.model = load_pretrained(self.name, load)
-        if self.tokenizer.mask_token_id is None:
-            raise load_error(self.name, "its tokenizer has no mask token")
+        folder = str(folder)
+        self.tokenizer, self.model = _attempt(
+            self.name,
+            lambda: (
+                AutoTokenizer.from_pretrained(folder, local_files_only=True),
+                AutoModelForMaskedLM.from_pretrained(folder, local_files_only=True, dtype=dtype),
+            ),
+        )
         self.model.to(self.device).eval()
         self.int8 = int8 and self.device.type == "cpu"
         if self.int8:
             quantize_linear_layers(self.model)
-        self.mask_token_id: int = self.tokenizer.mask_token_id
-        self.max_length = _max_length(self.model, self.tokenizer)
-        self.vocab_size: int = self.model.config.vocab_size
+        config = self.model.config
+        family = family_of_config(config.to_dict())
+        self._take_ids(family, config.to_dict(), [_config_limit(config.to_dict())])
+        self.vocab_size: int = config.vocab_size
         self._split = _split_lm_head(self.model)
         self.context_cache = (
             ModernBertContextCache(self.model)
@@ -281,78 +299,85 @@ class HFMaskedLMDenoiser:
         return head(hidden[positions])
 
 
-class TrustRemoteCodeDenoiser:
-    """A masked-diffusion LLM with its own modelling code, loaded with `trust_remote_code=True`
-    through `AutoModel`, whose forward returns `.logits` [B, L, V].
-
-    Verified here: only the structure, against a small stand-in model with remote code (the
-    tests), and the conventions below, read from the published sampling code. Not verified: the
-    real checkpoints (no weights or GPU on the build machine), and whether their remote code
-    still imports under transformers 5.x; a failure there surfaces as ModelLoadError.
-
-    Conventions:
-    - LLaDA-8B-Instruct (model_type "llada"): mask id 126336 `<|mdm_mask|>`, which its tokenizer
-      does not declare as mask token; logits at position i predict token i.
-    - Dream-7B (model_type "Dream"): mask token `<|mask|>` from its tokenizer; logits are shifted
-      one to the right (position i is predicted at i - 1, as in the autoregressive model it was
-      initialised from); with padding, its forward takes a 4D bool attention mask and position
-      ids.
-    The full [B, L, V] logits are computed and then indexed: these heads are not split off.
-    """
+class NativeDenoiser(_FamilyIds):
+    """LLaDA, LLaDA-MoE or Dream through engine/architectures, from a folder laid out as the
+    published checkpoints are (config.json, safetensors, tokenizer files)."""
 
     def __init__(
         self,
-        name_or_path: str | Path,
+        folder: str | Path,
+        family: Family,
         *,
-        mask_token_id: int | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
+        name: str | None = None,
     ) -> None:
-        self.name = str(name_or_path)
+        self.name = name or str(folder)
         self.device = pick_device(device)
         dtype = dtype or _default_dtype(self.device)
+        self.int8 = False
+        config = _read_config(self.name, Path(folder))
+        if family.architecture == "dream":
+            from engine.architectures.dream import load_dream, load_dream_tokenizer
 
-        def load(path: str, local_files_only: bool):
-            kwargs = {"local_files_only": local_files_only, "trust_remote_code": True}
-            model = AutoModel.from_pretrained(path, dtype=dtype, **kwargs)
-            return AutoTokenizer.from_pretrained(path, **kwargs), model
+            load_model, load_tokenizer = load_dream, load_dream_tokenizer
+        else:
+            from engine.architectures.llada import load_llada, load_llada_tokenizer
 
-        self.tokenizer, self.model = load_pretrained(self.name, load)
+            load_model, load_tokenizer = load_llada, load_llada_tokenizer
+        self.tokenizer = _attempt(self.name, lambda: load_tokenizer(folder))
+        self.model = _attempt(
+            self.name, lambda: load_model(folder, dtype=dtype, device=self.device)
+        )
+        self._take_ids(family, config, [_config_limit(config)])
+        self.vocab_size: int = int(config.get("embedding_size") or config["vocab_size"])
+        self.context_cache = None
+
+    @torch.inference_mode()
+    def logits(self, input_ids: Tensor, attention_mask: Tensor, positions: Tensor) -> Tensor:
+        return self.model.logits(
+            input_ids.to(self.device), attention_mask.to(self.device), positions.to(self.device)
+        )
+
+
+class TrustRemoteCodeDenoiser(_FamilyIds):
+    """Any other masked-diffusion LM with its own modelling code, loaded with
+    `trust_remote_code=True` through `AutoModel`, whose forward returns `.logits` [B, L, V] with
+    the logit at position i predicting token i. Verified here only on a small stand-in model."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.name = name or str(folder)
+        self.device = pick_device(device)
+        dtype = dtype or _default_dtype(self.device)
+        self.int8 = False
+        folder = str(folder)
+        kwargs = {"local_files_only": True, "trust_remote_code": True}
+        self.tokenizer, self.model = _attempt(
+            self.name,
+            lambda: (
+                AutoTokenizer.from_pretrained(folder, **kwargs),
+                AutoModel.from_pretrained(folder, dtype=dtype, **kwargs),
+            ),
+        )
         self.model.to(self.device).eval()
-        model_type = getattr(self.model.config, "model_type", "")
-        self.is_dream = model_type.lower() == "dream"
-        default_mask = LLADA_MASK_TOKEN_ID if model_type == "llada" else None
-        candidates = (mask_token_id, self.tokenizer.mask_token_id, default_mask)
-        mask = next((m for m in candidates if m is not None), None)
-        if mask is None:
-            raise load_error(self.name, "no mask token id is known for it; pass mask_token_id")
-        self.mask_token_id: int = mask
-        self.max_length = _max_length(self.model, self.tokenizer)
+        config = self.model.config.to_dict()
+        self._take_ids(REMOTE_CODE, config, [_config_limit(config)])
         self.vocab_size: int = self.model.config.vocab_size
+        self.context_cache = None
 
     @torch.inference_mode()
     def logits(self, input_ids: Tensor, attention_mask: Tensor, positions: Tensor) -> Tensor:
         input_ids = input_ids.to(self.device)
         attention_mask = attention_mask.to(self.device)
-        if not self.is_dream:
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-        else:
-            logits = self._dream_forward(input_ids, attention_mask)
-            logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
         return logits[positions.to(self.device)]
-
-    def _dream_forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """Dream's forward(input_ids, attention_mask, position_ids): "full" when nothing is
-        padded, else a [B, 1, L, L] bool mask and positions that skip the padding."""
-        if bool(attention_mask.all()):
-            return self.model(input_ids, "full", None).logits
-        keep = attention_mask.bool()
-        pair_mask = (keep[:, None, :, None] & keep[:, None, None, :]).contiguous()
-        position_ids = (keep.long().cumsum(-1) - 1).clamp_min(0)
-        return self.model(input_ids, pair_mask, position_ids).logits
-
-
-REMOTE_CODE_FAMILIES = ("llada", "dream")  # hub ids of these load through their own code
 
 
 def quantize_linear_layers(model: nn.Module) -> None:
@@ -366,21 +391,48 @@ def quantize_linear_layers(model: nn.Module) -> None:
         torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
+def _config_limit(config: dict) -> int | None:
+    """The model's position limit, under the names the families use."""
+    names = ("max_position_embeddings", "max_sequence_length", "n_positions")
+    return min((config[n] for n in names if config.get(n)), default=None)
+
+
+def _read_config(name: str, folder: Path) -> dict:
+    try:
+        return read_config(folder)
+    except (OSError, ValueError) as exc:
+        raise load_error(name, f"its config.json is unreadable ({_one_line(exc)})") from exc
+
+
+def model_folder(name: str | Path) -> Path:
+    """The local folder of a model: the folder named, or the hub snapshot (cached, or downloaded
+    when online). Only the files a model needs are fetched."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.py", "*.jinja", "*.tiktoken"]
+
+    def fetch(path: str, local_files_only: bool) -> Path:
+        if Path(path).is_dir():
+            return Path(path)
+        return Path(
+            snapshot_download(path, local_files_only=local_files_only, allow_patterns=patterns)
+        )
+
+    return load_pretrained(name, fetch)
+
+
 def load_denoiser(
     name: str | Path, device: str | torch.device | None = None, int8: bool = False
 ) -> Denoiser:
-    """The adapter a model needs: its own code (a local config with `auto_map`, or a LLaDA or
-    Dream hub id), else the masked-LM adapter (int8 linear layers when asked, on a CPU)."""
-    config = Path(str(name)).expanduser() / "config.json"
-    if config.is_file():
-        try:
-            remote = "auto_map" in json.loads(config.read_text())
-        except (OSError, ValueError) as exc:
-            raise load_error(
-                str(name), f"its config.json is unreadable ({_one_line(exc)})"
-            ) from exc
-    else:
-        remote = any(family in str(name).lower() for family in REMOTE_CODE_FAMILIES)
-    if remote:
-        return TrustRemoteCodeDenoiser(name, device=device)
-    return HFMaskedLMDenoiser(name, device=device, int8=int8)
+    """The adapter the model's family needs (from its config.json; int8 linear layers when asked,
+    for masked LMs on a CPU)."""
+    folder = model_folder(name)
+    try:
+        family = family_of_config(_read_config(str(name), folder))
+    except UnknownFamily as error:
+        raise load_error(str(name), str(error)) from error
+    if family.architecture == "masked_lm":
+        return HFMaskedLMDenoiser(folder, device=device, int8=int8, name=str(name))
+    if family.architecture in ("llada", "dream"):
+        return NativeDenoiser(folder, family, device=device, name=str(name))
+    return TrustRemoteCodeDenoiser(folder, device=device, name=str(name))

@@ -8,6 +8,8 @@ token, which is what the invariants of DESIGN section 2 require.
 
 from __future__ import annotations
 
+import math
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,13 +18,17 @@ from typing import TYPE_CHECKING
 from engine.config import DEFAULT_MODEL
 from engine.errors import PalimpsestError
 from engine.library import SearchHit
-from engine.sampler import Canvas, SamplerSettings, State, pin, trim_end_markers, unpin
+from engine.sampler import Canvas, SamplerSettings, State, pin, unpin
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 MASK_GLYPH = "▒"
-END_MARKERS = ("[/Answer]",)
+END_MARKERS = ("[/Answer]",)  # BERT-chat's end of turn: text, several tokens, not one id
+# matched ignoring case and spaces: an uncased WordPiece tokenizer decodes it as "[ / answer ]"
+_END_MARKER = re.compile(
+    "|".join(r"\s*".join(map(re.escape, marker)) for marker in END_MARKERS), re.IGNORECASE
+)
 
 
 class DraftError(PalimpsestError):
@@ -37,18 +43,31 @@ MAX_STEPS, MAX_BLOCK_TOKENS, MAX_PASSAGES = 1024, 2048, 32
 
 @dataclass
 class DraftSettings:
+    """What a draft runs with, recorded with it so resuming runs the same.
+
+    The sampling fields start from the model family's published recipe (`Recipe.apply`, see
+    engine/families.py); any of them can be overridden. The defaults here are BERT-chat's.
+    """
+
     model: str = DEFAULT_MODEL
-    steps: int = 16  # denoising steps per block run
-    block_tokens: int = 64  # canvas length of a new block
+    steps: int = 64  # denoising steps per block run (the recipe: one token per step)
+    block_tokens: int = 64  # canvas length of a new block: the most a section can hold
     passages: int = 3  # evidence passages per block
     refresh_every: int = 4  # re-run retrieval from the block's text every R steps (0: never)
     temperature: float = 0.0
     order: str = "low_confidence"
-    threshold: float | None = None  # None: linear schedule; else commit by confidence >= tau
+    threshold: float | None = None  # None: the schedule; else commit by confidence >= tau
     context_chars: int = 200  # how much of the neighbouring blocks each block sees
-    # Speed settings; their defaults are justified by bench/denoise.py (README, Performance):
-    context_cache: bool = True  # reuse the prompt's keys/values within a round (ModernBERT)
-    int8: bool = True  # dynamic int8 linear layers (CPU only; ignored on a GPU)
+    sub_block: int = 32  # tokens decoded in parallel, left to right between them; 0: all
+    top_p: float | None = None
+    top_k: int | None = None
+    schedule: str = "linear"  # LLaDA's linear schedule, or Dream's "eps"
+    score_sampled: bool = False  # score by the tempered, filtered distribution (Dream)
+    min_tokens: int = 0  # a section never ends before this many tokens
+    ends_last: bool = False  # end tokens commit after every other proposal
+    # Speed settings, opt-in until shown not to change the draft (README, Performance):
+    context_cache: bool = False  # Fast-dLLM's prefix cache, refreshed at each sub-block start
+    int8: bool = False  # dynamic int8 linear layers (CPU only; ignored on a GPU)
 
     def __post_init__(self) -> None:
         if not (
@@ -60,13 +79,34 @@ class DraftSettings:
                 f"steps must be 1-{MAX_STEPS}, tokens per block 1-{MAX_BLOCK_TOKENS} and "
                 f"passages 0-{MAX_PASSAGES}"
             )
-        self.sampler()  # validates temperature, order and threshold
+        self.sampler()  # validates the sampling fields
 
     def sampler(self) -> SamplerSettings:
         try:
-            return SamplerSettings(self.temperature, self.order, self.threshold)
+            return SamplerSettings(
+                temperature=self.temperature,
+                order=self.order,
+                threshold=self.threshold,
+                top_p=self.top_p,
+                top_k=self.top_k,
+                schedule=self.schedule,
+                sub_block=self.sub_block,
+                score_sampled=self.score_sampled,
+                min_tokens=self.min_tokens,
+                ends_last=self.ends_last,
+            )
         except ValueError as error:
             raise DraftError(str(error)) from error
+
+    def steps_per_window(self) -> int:
+        """The step budget of one sub-block: the run's steps shared evenly (rounded up, as
+        dllm does; LLaDA requires them to divide exactly)."""
+        return max(1, math.ceil(self.steps / self.windows()))
+
+    def windows(self) -> int:
+        if self.sub_block <= 0:
+            return 1
+        return max(1, math.ceil(self.block_tokens / self.sub_block))
 
 
 @dataclass
@@ -78,10 +118,12 @@ class Block:
     prompt: list[int] | None = None  # token ids the block is conditioned on this round
     step: int = 0  # steps done in the block's current run
     steps_total: int = 16  # step budget of the current run
+    window_start: int = -1  # the sub-block being decoded (its first position); -1: none yet
+    window_step: int = 0  # steps done in that sub-block
 
     @property
     def done(self) -> bool:
-        return self.canvas.n_masked == 0
+        return self.canvas.finished
 
 
 @dataclass
@@ -129,6 +171,7 @@ def new_draft(
     settings: DraftSettings,
     seed: int,
     mask_id: int,
+    end_ids: tuple[int, ...] = (),
     title: str | None = None,
 ) -> Draft:
     instruction = instruction.strip()
@@ -139,10 +182,25 @@ def new_draft(
         raise DraftError("add at least one section heading")
     check_sizes(instruction, headings)
     blocks = [
-        Block(h, Canvas.empty(settings.block_tokens, mask_id), steps_total=settings.steps)
+        Block(
+            h,
+            Canvas.empty(settings.block_tokens, mask_id, end_ids),
+            steps_total=run_steps(settings),
+        )
         for h in headings
     ]
     return Draft(instruction, blocks, settings, seed, title=title or instruction[:80])
+
+
+def cut_at_end_marker(text: str) -> str:
+    """The text before the first end-of-turn marker, trailing space dropped."""
+    match = _END_MARKER.search(text)
+    return (text[: match.start()] if match else text).rstrip()
+
+
+def run_steps(settings: DraftSettings) -> int:
+    """The step budget of one run of a block: every sub-block's."""
+    return settings.steps_per_window() * settings.windows()
 
 
 # -- text and positions ------------------------------------------------------------------------
@@ -151,12 +209,14 @@ def new_draft(
 def _shown_ids(
     tokenizer: PreTrainedTokenizerBase, canvas: Canvas, show_masks: bool
 ) -> tuple[list[int], list[int]]:
-    """The token ids the text shows (the mask token for a shown mask), and their positions."""
+    """The token ids the text shows (the mask token for a shown mask), and their positions:
+    those before the section's end token."""
     special = set(tokenizer.all_special_ids)
     kept: list[int] = []
     owners: list[int] = []
+    end = canvas.end
     for position, (token, masked) in enumerate(
-        zip(canvas.tokens.tolist(), canvas.masked.tolist(), strict=True)
+        zip(canvas.tokens[:end].tolist(), canvas.masked[:end].tolist(), strict=True)
     ):
         if (masked and show_masks) or (not masked and token not in special):
             kept.append(canvas.mask_id if masked else token)
@@ -166,7 +226,19 @@ def _shown_ids(
 
 def _decoded(tokenizer: PreTrainedTokenizerBase, ids: list[int], mask_id: int) -> str:
     text = tokenizer.decode(ids, skip_special_tokens=False)
+    prefix = _subword_prefix(tokenizer)
+    if prefix and text.startswith(prefix) and tokenizer.convert_ids_to_tokens(ids[0]) != prefix:
+        text = text[len(prefix) :]  # a section never starts mid-word: "##nsor" reads "nsor"
     return text.replace(tokenizer.convert_ids_to_tokens(mask_id), MASK_GLYPH)
+
+
+def _subword_prefix(tokenizer: PreTrainedTokenizerBase) -> str | None:
+    """WordPiece's continuation prefix ("##"), which its decoder keeps on a leading piece."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    model = getattr(backend, "model", None)
+    if type(model).__name__ != "WordPiece":
+        return None
+    return model.continuing_subword_prefix
 
 
 def text_and_spans(
@@ -189,7 +261,7 @@ def text_and_spans(
             start += 1
         spans[position] = (start, len(decoded)) if len(decoded) > start else None
         text = decoded
-    trimmed = trim_end_markers(text, END_MARKERS)
+    trimmed = cut_at_end_marker(text)
     spans = [s if s is not None and s[1] <= len(trimmed) else None for s in spans]
     return trimmed, spans
 
@@ -197,7 +269,7 @@ def text_and_spans(
 def canvas_text(tokenizer: PreTrainedTokenizerBase, canvas: Canvas, *, show_masks: bool) -> str:
     """The text of `text_and_spans` in one decode (the last prefix is the whole)."""
     kept, _ = _shown_ids(tokenizer, canvas, show_masks)
-    return trim_end_markers(_decoded(tokenizer, kept, canvas.mask_id), END_MARKERS)
+    return cut_at_end_marker(_decoded(tokenizer, kept, canvas.mask_id))
 
 
 def block_text(tokenizer: PreTrainedTokenizerBase, block: Block, show_masks: bool = False) -> str:
@@ -261,7 +333,9 @@ def edit_text(
     if not tokens:
         raise DraftError("a block cannot be empty; re-run it to draft it again")
     state = State.PINNED if lock else State.COMMITTED
-    edited = Canvas.from_tokens(tokens, block.canvas.mask_id, state=state)
+    edited = Canvas.from_tokens(
+        tokens, block.canvas.mask_id, state=state, end_ids=block.canvas.end_ids
+    )
     decoded = canvas_text(tokenizer, edited, show_masks=True)  # as the tokenizer will show it
     missing = [span_text for span_text in kept if span_text not in decoded]
     if missing:

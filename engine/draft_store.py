@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 
+# Drafts saved before sub-blocks were recorded decoded the whole canvas at once.
+LEGACY_SETTINGS = {"sub_block": 0}
+
+
 @dataclass(frozen=True)
 class DraftSummary:
     draft_id: str
@@ -58,6 +62,7 @@ def canvas_to_json(canvas: Canvas) -> dict:
         "commit_step": canvas.commit_step.tolist(),
         "confidence": canvas.confidence.tolist(),
         "mask_id": canvas.mask_id,
+        "end_ids": list(canvas.end_ids),
     }
 
 
@@ -68,6 +73,7 @@ def canvas_from_json(data: dict) -> Canvas:
         commit_step=torch.tensor(data["commit_step"], dtype=torch.long),
         confidence=torch.tensor(data["confidence"], dtype=torch.float32),
         mask_id=data["mask_id"],
+        end_ids=tuple(data.get("end_ids", ())),
     )
 
 
@@ -91,6 +97,8 @@ def draft_to_json(draft: Draft) -> dict:
                 "prompt": b.prompt,
                 "step": b.step,
                 "steps_total": b.steps_total,
+                "window_start": b.window_start,
+                "window_step": b.window_step,
             }
             for b in draft.blocks
         ],
@@ -107,13 +115,15 @@ def draft_from_json(data: dict) -> Draft:
             prompt=b.get("prompt"),
             step=b["step"],
             steps_total=b["steps_total"],
+            window_start=b.get("window_start", -1),
+            window_step=b.get("window_step", 0),
         )
         for b in data["blocks"]
     ]
     return Draft(
         instruction=data["instruction"],
         blocks=blocks,
-        settings=DraftSettings(**data["settings"]),
+        settings=DraftSettings(**{**LEGACY_SETTINGS, **data["settings"]}),
         seed=data["seed"],
         draft_id=data["draft_id"],
         title=data["title"],

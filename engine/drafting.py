@@ -16,11 +16,19 @@ import torch
 
 from engine.context_cache import PromptCache
 from engine.denoiser import Denoiser, forbidden_token_ids
-from engine.draft import Block, Draft, DraftError, DraftSettings, block_text, new_draft
+from engine.draft import (
+    Block,
+    Draft,
+    DraftError,
+    DraftSettings,
+    block_text,
+    new_draft,
+    run_steps,
+)
 from engine.draft_store import DraftStore
 from engine.library import Library
 from engine.prompting import prompt_ids
-from engine.sampler import pack_batch, renoise, step
+from engine.sampler import pack_batch, renoise, step, window
 
 
 @dataclass(frozen=True)
@@ -51,12 +59,10 @@ class Drafter:
         self.store = store
         self.tokenizer = denoiser.tokenizer
         self.forbidden = forbidden_token_ids(
-            self.tokenizer, denoiser.vocab_size, denoiser.mask_token_id
+            self.tokenizer, denoiser.vocab_size, denoiser.mask_token_id, denoiser.end_ids
         )
         self.context_cache = getattr(denoiser, "context_cache", None)
-        self.pad_id = self.tokenizer.pad_token_id
-        if self.pad_id is None:
-            self.pad_id = self.tokenizer.eos_token_id or 0
+        self.pad_id = denoiser.pad_token_id
 
     # -- creating and viewing ------------------------------------------------------------------
 
@@ -70,7 +76,14 @@ class Drafter:
             )
         # the draft records the precision that really runs, so resuming it reloads the same
         settings = replace(settings, int8=getattr(self.denoiser, "int8", False))
-        draft = new_draft(instruction, headings, settings, seed, self.denoiser.mask_token_id)
+        draft = new_draft(
+            instruction,
+            headings,
+            settings,
+            seed,
+            self.denoiser.mask_token_id,
+            self.denoiser.end_ids,
+        )
         budget = self.denoiser.max_length - settings.block_tokens
         for block in draft.blocks:  # each prompt must fit, even with no sources
             prompt_ids(self.tokenizer, budget, draft.instruction, block.heading, [])
@@ -85,7 +98,7 @@ class Drafter:
             text=block_text(self.tokenizer, block, show_masks=True),
             step=block.step,
             steps_total=block.steps_total,
-            masked=block.canvas.n_masked,
+            masked=block.canvas.n_open,
             done=block.done,
         )
 
@@ -150,28 +163,38 @@ class Drafter:
     ) -> None:
         blocks = [draft.blocks[i] for i in active]
         canvases = [block.canvas for block in blocks]
+        sampler = draft.settings.sampler()
+        for block in blocks:  # a new sub-block starts with a fresh step budget
+            start, _ = window(block.canvas, sampler.sub_block)
+            if start != block.window_start:
+                block.window_start, block.window_step = start, 0
         if cache is None:
             prompts = [block.prompt for block in blocks]
-            input_ids, attention_mask, positions = pack_batch(prompts, canvases, self.pad_id)
+            input_ids, attention_mask, positions = pack_batch(
+                prompts, canvases, self.pad_id, sampler.sub_block
+            )
             logits = self.denoiser.logits(input_ids, attention_mask, positions)
         else:
             canvas_ids, canvas_real, positions = pack_batch(
-                [[]] * len(blocks), canvases, self.pad_id
+                [[]] * len(blocks), canvases, self.pad_id, sampler.sub_block
             )
             hidden = self.context_cache.canvas_hidden(cache, canvas_ids, canvas_real)
             logits = self.context_cache.head(hidden[positions.to(hidden.device)])
+        per_window = draft.settings.steps_per_window()
         stepped = step(
             canvases,
             logits,
-            steps_left=[max(b.steps_total - b.step, 1) for b in blocks],
+            steps_left=[max(per_window - b.window_step, 1) for b in blocks],
+            steps_total=[per_window] * len(blocks),
             step_index=[draft.step + 1] * len(blocks),
-            settings=draft.settings.sampler(),
+            settings=sampler,
             forbidden=self.forbidden,
             generator=generator,
         )
         for block, canvas in zip(blocks, stepped, strict=True):
             block.canvas = canvas
             block.step += 1
+            block.window_step += 1
         draft.step += 1
         draft.rng_state = generator.get_state().numpy().tobytes()
 
@@ -208,7 +231,8 @@ class Drafter:
         block = block_of(draft, index)
         generator = _generator(draft)
         block.canvas = renoise(block.canvas, strength, generator)
-        block.step, block.steps_total = 0, draft.settings.steps
+        block.step, block.steps_total = 0, run_steps(draft.settings)
+        block.window_start, block.window_step = -1, 0
         block.prompt = None  # the next run retrieves again and rebuilds the prompt
         draft.rng_state = generator.get_state().numpy().tobytes()
         self.refresh_evidence(draft, [index])

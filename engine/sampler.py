@@ -27,17 +27,13 @@ random numbers each step consumes).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
 
 
 class State(IntEnum):
@@ -46,7 +42,7 @@ class State(IntEnum):
     PINNED = 2
 
 
-Order = Literal["low_confidence", "margin", "entropy", "random"]
+Order = Literal["low_confidence", "margin", "entropy", "random", "maskgit_plus"]
 ORDERS: tuple[str, ...] = get_args(Order)
 
 
@@ -56,6 +52,10 @@ class Canvas:
 
     `tokens` holds `mask_id` at every MASKED position; `commit_step` is -1 and `confidence` 0 there.
     Text set by the user (edits, pins) carries confidence 1.
+
+    `end_ids` are the tokens that end a section (EOS, end of turn, the padding BERT-chat fills an
+    answer's tail with). The section's text stops at the first committed one: the canvas length
+    is a maximum. Masks after it are `closed`: no text depends on them, so they are never decoded.
     """
 
     tokens: Tensor  # [L] long
@@ -63,9 +63,10 @@ class Canvas:
     commit_step: Tensor  # [L] long
     confidence: Tensor  # [L] float32
     mask_id: int
+    end_ids: tuple[int, ...] = ()
 
     @staticmethod
-    def empty(length: int, mask_id: int) -> Canvas:
+    def empty(length: int, mask_id: int, end_ids: Sequence[int] = ()) -> Canvas:
         """A fully masked canvas: the start of every block."""
         return Canvas(
             tokens=torch.full((length,), mask_id, dtype=torch.long),
@@ -73,11 +74,16 @@ class Canvas:
             commit_step=torch.full((length,), -1, dtype=torch.long),
             confidence=torch.zeros(length, dtype=torch.float32),
             mask_id=mask_id,
+            end_ids=tuple(end_ids),
         )
 
     @staticmethod
     def from_tokens(
-        tokens: Sequence[int] | Tensor, mask_id: int, state: State = State.COMMITTED, step: int = 0
+        tokens: Sequence[int] | Tensor,
+        mask_id: int,
+        state: State = State.COMMITTED,
+        step: int = 0,
+        end_ids: Sequence[int] = (),
     ) -> Canvas:
         """A canvas holding user text, committed (or pinned) at `step`; mask ids stay MASKED."""
         tokens = torch.as_tensor(tokens, dtype=torch.long).clone()
@@ -90,6 +96,7 @@ class Canvas:
             commit_step=torch.full(tokens.shape, step, dtype=torch.long).masked_fill(masked, -1),
             confidence=torch.ones(tokens.shape, dtype=torch.float32).masked_fill(masked, 0.0),
             mask_id=mask_id,
+            end_ids=tuple(end_ids),
         )
 
     def __len__(self) -> int:
@@ -107,15 +114,63 @@ class Canvas:
     def n_masked(self) -> int:
         return int(self.masked.sum())
 
+    @property
+    def end(self) -> int:
+        """Where the section's text stops: its first committed end token, else the length."""
+        if not self.end_ids:
+            return len(self)
+        ends = ~self.masked & torch.isin(self.tokens, torch.tensor(self.end_ids))
+        return int(ends.nonzero()[0]) if ends.any() else len(self)
+
+    @property
+    def open(self) -> Tensor:
+        """MASKED positions before the end: the ones the text still waits for."""
+        return self.masked & (torch.arange(len(self)) < self.end)
+
+    @property
+    def n_open(self) -> int:
+        return int(self.open.sum())
+
+    @property
+    def finished(self) -> bool:
+        return self.n_open == 0
+
     def equals(self, other: Canvas) -> bool:
         """Exact equality of every field (canvases hold tensors, so `==` is not defined)."""
         return (
             self.mask_id == other.mask_id
+            and self.end_ids == other.end_ids
             and torch.equal(self.tokens, other.tokens)
             and torch.equal(self.state, other.state)
             and torch.equal(self.commit_step, other.commit_step)
             and torch.equal(self.confidence, other.confidence)
         )
+
+
+def window(canvas: Canvas, sub_block: int) -> tuple[int, int]:
+    """[start, end) of the sub-block being decoded: the first (of `sub_block` tokens, counted
+    from the canvas start) that holds an open mask. `sub_block` 0 is the whole canvas.
+
+    This is LLaDA's semi-autoregressive decoding: left to right between sub-blocks, in parallel
+    inside one. The references advance by loop index; taking the first sub-block with an open
+    mask is the same on a fresh canvas and stays right when pins or edits fill a sub-block.
+    """
+    length = len(canvas)
+    if sub_block <= 0:
+        return 0, length
+    open_positions = canvas.open.nonzero()
+    if open_positions.numel() == 0:
+        return length, length
+    start = int(open_positions[0]) // sub_block * sub_block
+    return start, min(start + sub_block, length)
+
+
+def active(canvas: Canvas, sub_block: int) -> Tensor:
+    """[L] bool: the open masks of the current sub-block, the positions a step may commit."""
+    start, stop = window(canvas, sub_block)
+    inside = torch.zeros(len(canvas), dtype=torch.bool)
+    inside[start:stop] = True
+    return canvas.open & inside
 
 
 def _as_index(positions: Tensor | Sequence[int]) -> Tensor:
@@ -174,24 +229,54 @@ def forbid(logits: Tensor, forbidden: Tensor | None) -> Tensor:
     return logits.index_fill(-1, forbidden.to(logits.device), float("-inf"))
 
 
+def top_p_top_k(logits: Tensor, top_p: float | None, top_k: int | None) -> Tensor:
+    """Nucleus and top-k filtering as Dream's sampler applies them (top-p first): ids outside
+    the smallest set whose probability reaches `top_p`, or outside the `top_k` best, get -inf.
+    The most likely id always stays."""
+    if top_p is not None and top_p < 1:
+        ordered, order = torch.sort(logits, descending=True)
+        beyond = torch.softmax(ordered, dim=-1).cumsum(dim=-1) > top_p
+        beyond[..., 1:] = beyond[..., :-1].clone()  # keep the id that crosses top_p
+        beyond[..., 0] = False
+        logits = logits.masked_fill(beyond.scatter(-1, order, beyond), float("-inf"))
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return logits
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a step proposes at N candidate positions."""
+
+    x0: Tensor  # [N] the proposed tokens
+    confidence: Tensor  # [N] their probability under the model (untempered)
+    model_log_probs: Tensor  # [N, V] the model's distribution, forbidden ids removed
+    drawn_log_probs: Tensor  # [N, V] the tempered, filtered distribution x0 was drawn from
+
+
 def propose(
     logits: Tensor,
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
     forbidden: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Proposals `x0` [N] for N masked positions, and their probability [N] under the model.
+    top_p: float | None = None,
+    top_k: int | None = None,
+) -> Proposal:
+    """Proposals for N masked positions: argmax at T=0, else a draw from softmax(logits / T)
+    after top-p / top-k filtering.
 
-    T=0 is argmax, T>0 samples from softmax(logits / T). The confidence is the untempered
-    probability of the proposal, as LLaDA's low-confidence remasking uses it.
+    The confidence is the untempered probability of the proposal, as LLaDA's low-confidence
+    remasking uses it; Dream scores by the distribution it drew from instead (`score_sampled`).
     """
-    log_probs = torch.log_softmax(forbid(logits, forbidden).float(), dim=-1)
-    if temperature == 0:
-        x0 = log_probs.argmax(dim=-1)
-    else:
-        x0 = sample(log_probs / temperature, generator)
-    confidence = log_probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1).exp()
-    return x0, confidence
+    model = torch.log_softmax(forbid(logits, forbidden).float(), dim=-1)
+    drawn = model
+    if temperature > 0 or top_p is not None or top_k is not None:
+        scaled = model / temperature if temperature > 0 else model
+        drawn = torch.log_softmax(top_p_top_k(scaled, top_p, top_k), dim=-1)
+    x0 = drawn.argmax(dim=-1) if temperature == 0 else sample(drawn, generator)
+    confidence = model.gather(-1, x0.unsqueeze(-1)).squeeze(-1).exp()
+    return Proposal(x0, confidence, model, drawn)
 
 
 def sample(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -212,25 +297,28 @@ def sample(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
 
 def order_scores(
     order: Order,
-    logits: Tensor,
+    log_probs: Tensor,
     x0: Tensor,
     confidence: Tensor,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """How sure the model is at each masked position [N]: higher commits first.
 
-    `logits` must already have the forbidden ids removed (see `forbid`).
+    `log_probs` [N, V] is the distribution the margin and entropy are read from (forbidden ids
+    already removed): the model's own (LLaDA) or the one sampled from (Dream).
     """
     if order == "low_confidence":
         return confidence
     if order == "random":
         return torch.rand(x0.shape, generator=generator, device=x0.device)
-    probs = torch.softmax(logits.float(), dim=-1)
+    probs = log_probs.exp()
+    if order == "maskgit_plus":  # Dream: the drawn token's probability where it was drawn
+        return probs.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
     if order == "margin":
         top2 = probs.topk(2, dim=-1).values
         return top2[:, 0] - top2[:, 1]
     if order == "entropy":
-        return (probs * torch.log(probs.clamp_min(1e-12))).sum(-1)  # negative entropy
+        return (probs * torch.log(probs + 1e-10)).sum(-1)  # negative entropy, Dream's epsilon
     raise ValueError(f"unknown order {order!r}; expected one of {ORDERS}")
 
 
@@ -246,51 +334,94 @@ def tokens_to_commit(n_masked: int, steps_left: int) -> int:
     return math.ceil(n_masked / steps_left)
 
 
-def choose(
-    scores: Tensor, confidence: Tensor, steps_left: int | None, threshold: float | None
-) -> Tensor:
-    """Indices into one canvas's masked positions to commit this step.
+def eps_tokens_to_commit(n_masked: int, steps_left: int, steps_total: int, eps: float) -> int:
+    """Dream's schedule: time runs over linspace(1, eps, steps + 1); from t to s the expected
+    share 1 - s/t of the masks is revealed, floored (so a step may commit nothing), and the last
+    step reveals the rest."""
+    if steps_left <= 1:
+        return n_masked
+    i = steps_total - steps_left
+    t = 1 - i * (1 - eps) / steps_total
+    s = 1 - (i + 1) * (1 - eps) / steps_total
+    return int(n_masked * (1 - s / t))
 
-    Schedule (`threshold` None): `tokens_to_commit` of them. Threshold (Fast-dLLM): as many as
-    have confidence >= threshold, at least one; when `steps_left` is given, never fewer than the
-    schedule, so a block still finishes within its step budget. The order decides which; with the
-    default `low_confidence` order these are exactly the proposals over the threshold. Ties go to
+
+def choose(scores: Tensor, confidence: Tensor, k: int | None, threshold: float | None) -> Tensor:
+    """Indices into one canvas's candidate positions to commit this step.
+
+    Schedule (`threshold` None): the `k` best by score. Threshold (Fast-dLLM): the best one plus
+    every other whose confidence is >= threshold; the step budget does not bound it. Ties go to
     the earlier position (stable sort), so the choice is reproducible.
     """
     n = scores.numel()
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=scores.device)
+    ranked = torch.sort(scores, descending=True, stable=True).indices
     if threshold is None:
-        if steps_left is None:
-            raise ValueError("the linear schedule needs steps_left")
-        k = tokens_to_commit(n, steps_left)
-    else:
-        k = max(int((confidence >= threshold).sum()), 1)
-        if steps_left is not None:
-            k = max(k, tokens_to_commit(n, steps_left))
-    return torch.sort(scores, descending=True, stable=True).indices[:k]
+        if k is None:
+            raise ValueError("the schedule needs a number of tokens to commit")
+        return ranked[:k]
+    over = confidence[ranked] >= threshold
+    over[0] = True
+    return ranked[over]
+
+
+Schedule = Literal["linear", "eps"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
 
 
 @dataclass(frozen=True)
 class SamplerSettings:
     temperature: float = 0.0
     order: Order = "low_confidence"
-    threshold: float | None = None  # None: linear schedule; else Fast-dLLM threshold tau
+    threshold: float | None = None  # None: the schedule; else Fast-dLLM threshold tau
+    top_p: float | None = None
+    top_k: int | None = None
+    schedule: Schedule = "linear"  # LLaDA's linear, or Dream's eps schedule
+    eps: float = 1e-3  # the eps schedule's final time
+    sub_block: int = 0  # tokens decoded in parallel, left to right between them; 0: whole canvas
+    score_sampled: bool = False  # Dream: margin/entropy read from the tempered, filtered probs
+    min_tokens: int = 0  # end tokens are never proposed before this position (logits_eos_inf)
+    ends_last: bool = False  # end tokens commit after every other proposal (LLaDA's option)
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
             raise ValueError("temperature must be >= 0")
         if self.order not in ORDERS:
             raise ValueError(f"unknown order {self.order!r}; expected one of {ORDERS}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
         if self.threshold is not None and not 0 < self.threshold <= 1:
             raise ValueError("threshold must be in (0, 1]")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError("top-p must be in (0, 1]")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError("top-k must be at least 1")
+        if self.sub_block < 0 or self.min_tokens < 0:
+            raise ValueError("sub-block length and minimum length must be >= 0")
+
+    def to_commit(self, n: int, steps_left: int, steps_total: int) -> int:
+        if self.schedule == "eps":
+            return eps_tokens_to_commit(n, steps_left, steps_total, self.eps)
+        return tokens_to_commit(n, steps_left)
+
+
+def end_suppression(canvas: Canvas, rows: Tensor, settings: SamplerSettings) -> Tensor:
+    """[N] bool over the candidate positions `rows`: where an end token may not be proposed.
+
+    A section may not end before `min_tokens` (LLaDA's `logits_eos_inf`, bounded), nor before
+    text the user pinned, which would otherwise fall outside the section."""
+    pinned = canvas.pinned.nonzero()
+    last_pin = int(pinned[-1]) if pinned.numel() else -1
+    return (rows < settings.min_tokens) | (rows < last_pin)
 
 
 def step(
     canvases: Sequence[Canvas],
     logits: Tensor,
     *,
-    steps_left: Sequence[int | None],
+    steps_left: Sequence[int],
+    steps_total: Sequence[int] | None = None,
     step_index: Sequence[int],
     settings: SamplerSettings = SamplerSettings(),
     forbidden: Tensor | None = None,
@@ -298,41 +429,65 @@ def step(
 ) -> list[Canvas]:
     """One denoising step for a batch of canvases.
 
-    `logits` [N, V] are the rows for every MASKED position, canvas by canvas, positions ascending
-    within a canvas: exactly what `Denoiser.logits` returns for a bool `positions` mask built from
-    the canvases in this order. `steps_left` (this step included) and `step_index` (recorded as
-    `commit_step`) are per canvas, so blocks at different points of their runs step together.
+    `logits` [N, V] are the rows for every `active` position (the open masks of each canvas's
+    current sub-block), canvas by canvas, positions ascending: exactly what `Denoiser.logits`
+    returns for the `positions` mask `pack_batch` builds from the canvases in this order.
+    `steps_left` (this step included) and `steps_total` count steps of the current sub-block and
+    `step_index` is recorded as `commit_step`, per canvas, so blocks at different points of their
+    runs step together.
     """
-    counts = [canvas.n_masked for canvas in canvases]
+    candidates = [active(canvas, settings.sub_block) for canvas in canvases]
+    counts = [int(c.sum()) for c in candidates]
     if logits.shape[0] != sum(counts):
         raise ValueError(f"got {logits.shape[0]} logit rows for {sum(counts)} masked positions")
     device = generator.device if generator is not None else logits.device
-    logits = forbid(logits.to(device).float(), forbidden)
-    x0, confidence = propose(logits, settings.temperature, generator)
-    scores = order_scores(settings.order, logits, x0, confidence, generator)
+    logits = logits.to(device).float()
+    rows = [c.nonzero().squeeze(1) for c in candidates]
+    ends = torch.tensor(sorted({e for c in canvases for e in c.end_ids}), dtype=torch.long)
+    if ends.numel():
+        suppressed = torch.cat(
+            [end_suppression(c, r, settings) for c, r in zip(canvases, rows, strict=True)]
+        ).to(device)
+        blocked = torch.zeros_like(logits, dtype=torch.bool)
+        blocked[suppressed.nonzero().squeeze(1)[:, None], ends.to(device)] = True
+        logits = logits.masked_fill(blocked, float("-inf"))
+    proposal = propose(
+        logits, settings.temperature, generator, forbidden, settings.top_p, settings.top_k
+    )
+    x0, confidence = proposal.x0, proposal.confidence
+    scored_from = proposal.drawn_log_probs if settings.score_sampled else proposal.model_log_probs
+    scores = order_scores(settings.order, scored_from, x0, confidence, generator)
+    if settings.ends_last and ends.numel():
+        scores = scores.masked_fill(torch.isin(x0, ends.to(device)), float("-inf"))
 
+    totals = steps_total if steps_total is not None else steps_left
     stepped = []
-    for canvas, x0_b, conf_b, scores_b, left, at in zip(
+    for canvas, index, x0_b, conf_b, scores_b, left, total, at in zip(
         canvases,
+        rows,
         x0.split(counts),
         confidence.split(counts),
         scores.split(counts),
         steps_left,
+        totals,
         step_index,
         strict=True,
     ):
-        chosen = choose(scores_b, conf_b, left, settings.threshold).cpu()
-        index = canvas.masked.nonzero().squeeze(1)[chosen]
-        stepped.append(_commit(canvas, index, x0_b.cpu()[chosen], conf_b.cpu()[chosen], at))
+        k = settings.to_commit(len(index), left, total) if settings.threshold is None else None
+        chosen = choose(scores_b, conf_b, k, settings.threshold).cpu()
+        stepped.append(_commit(canvas, index[chosen], x0_b.cpu()[chosen], conf_b.cpu()[chosen], at))
     return stepped
 
 
 def pack_batch(
-    prompts: Sequence[Sequence[int]], canvases: Sequence[Canvas], pad_token_id: int
+    prompts: Sequence[Sequence[int]],
+    canvases: Sequence[Canvas],
+    pad_token_id: int,
+    sub_block: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The one batched forward pass of a step: each row is a prompt followed by its canvas,
     right-padded. Returns `input_ids` and `attention_mask` [B, W], and `positions` [B, W], True at
-    the canvases' MASKED positions: the rows `Denoiser.logits` returns, in the order `step` reads.
+    the canvases' `active` positions: the rows `Denoiser.logits` returns, in the order `step` reads.
     """
     rows = [
         list(prompt) + canvas.tokens.tolist()
@@ -345,7 +500,7 @@ def pack_batch(
     for b, (prompt, row, canvas) in enumerate(zip(prompts, rows, canvases, strict=True)):
         input_ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
         attention_mask[b, : len(row)] = 1
-        positions[b, len(prompt) : len(row)] = canvas.masked
+        positions[b, len(prompt) : len(row)] = active(canvas, sub_block)
     return input_ids, attention_mask, positions
 
 
@@ -368,42 +523,3 @@ def renoise(canvas: Canvas, strength: float, generator: torch.Generator | None =
     device = generator.device if generator is not None else "cpu"
     chosen = torch.randperm(unpinned.numel(), generator=generator, device=device)[:k].cpu()
     return _mask_out(canvas, unpinned[chosen])
-
-
-def render(
-    tokenizer: PreTrainedTokenizerBase,
-    canvas: Canvas,
-    placeholder: str | None = None,
-    end_markers: Sequence[str] = ("[/Answer]",),
-) -> str:
-    """The text of a block: special tokens (pad, EOS, end of turn) dropped, end-of-turn markers
-    trimmed from the end.
-
-    MASKED positions are dropped, or shown as `placeholder` (e.g. "▒" or "[MASK]") for a view of a
-    block in progress. `end_markers` are end-of-turn texts that are not special tokens, such as
-    the BERT-chat `[/Answer]`.
-    """
-    special = set(tokenizer.all_special_ids)
-    keep = [
-        canvas.mask_id if masked else token
-        for token, masked in zip(canvas.tokens.tolist(), canvas.masked.tolist(), strict=True)
-        if (masked and placeholder is not None) or (not masked and token not in special)
-    ]
-    text = tokenizer.decode(keep, skip_special_tokens=False)
-    if placeholder is not None:
-        text = text.replace(tokenizer.convert_ids_to_tokens(canvas.mask_id), placeholder)
-    return trim_end_markers(text, end_markers)
-
-
-def trim_end_markers(text: str, end_markers: Sequence[str]) -> str:
-    """Strip trailing end markers, matched ignoring case and spaces: an uncased WordPiece
-    tokenizer decodes "[/Answer]" as "[ / answer ]"."""
-    patterns = [
-        re.compile(r"\s*".join(map(re.escape, m.replace(" ", ""))) + r"\s*$", re.IGNORECASE)
-        for m in end_markers
-        if m.strip()
-    ]
-    text = text.rstrip()
-    while match := next(filter(None, (p.search(text) for p in patterns)), None):
-        text = text[: match.start()].rstrip()
-    return text

@@ -219,30 +219,29 @@ class StubModel(PreTrainedModel):
 """
 
 
-def build_remote_code_stub(
-    folder: str | Path, model_type: Literal["llada", "Dream"] = "llada", seed: int = 0
-) -> Path:
-    """A tiny model folder with its own modelling code, loadable only with trust_remote_code.
+STUB_MASK_ID = 300  # declared in the stub's config.json only, as some families do
 
-    "llada": vocabulary wide enough for LLaDA's mask id 126336, and a tokenizer without a mask
-    token (as LLaDA's). "Dream": the tokenizer declares its mask token.
-    """
+
+def build_remote_code_stub(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny model folder with its own modelling code, loadable only with trust_remote_code,
+    of a family this app does not implement; its tokenizer declares no mask token, its config
+    names one (`mask_token_id`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "modeling_stub.py").write_text(REMOTE_CODE_STUB.replace("{model_type}", model_type))
+    (folder / "modeling_stub.py").write_text(REMOTE_CODE_STUB.replace("{model_type}", "stub-mdm"))
     config = {
-        "model_type": model_type,
+        "model_type": "stub-mdm",
         "auto_map": {
             "AutoConfig": "modeling_stub.StubConfig",
             "AutoModel": "modeling_stub.StubModel",
         },
-        "vocab_size": 126464 if model_type == "llada" else 512,
+        "vocab_size": 512,
         "hidden_size": 8,
+        "mask_token_id": STUB_MASK_ID,
     }
     (folder / "config.json").write_text(json.dumps(config))
     remote_config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
     model = _seeded_init(seed, lambda: AutoModel.from_config(remote_config, trust_remote_code=True))
     tokenizer = train_tiny_tokenizer()
-    if model_type == "llada":
-        tokenizer.mask_token = None
+    tokenizer.mask_token = None
     return _save(folder, model, tokenizer)

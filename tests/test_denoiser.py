@@ -16,9 +16,13 @@ from engine.denoiser import (
     bert_chat_prompt,
     build_prompt_ids,
     forbidden_token_ids,
+    load_denoiser,
 )
-from engine.sampler import Canvas, SamplerSettings, pack_batch, render, step
+from engine.draft import canvas_text
+from engine.families import LLADA, special_ids
+from engine.sampler import Canvas, SamplerSettings, pack_batch, step
 from engine.testmodels import (
+    STUB_MASK_ID,
     build_remote_code_stub,
     build_tiny_bert,
     build_tiny_modernbert,
@@ -106,10 +110,13 @@ def test_prompt_uses_the_chat_template_when_there_is_one(tiny_modernbert, monkey
     assert tokenizer.decode(ids) == "<system>Be precise.</system><user>Draft.</user><assistant>"
 
 
-def test_forbidden_ids_keep_padding_proposable(tiny_bert):
+def test_bert_chat_padding_ends_a_section_and_stays_proposable(tiny_bert):
     tokenizer = tiny_bert.tokenizer
-    forbidden = forbidden_token_ids(tokenizer, len(tokenizer) + 3, tiny_bert.mask_token_id)
-    assert tokenizer.pad_token_id not in forbidden  # BERT-chat fills the answer tail with padding
+    assert tiny_bert.end_ids == (tokenizer.pad_token_id,)  # dllm uses [PAD] as BERT's EOS
+    forbidden = forbidden_token_ids(
+        tokenizer, len(tokenizer) + 3, tiny_bert.mask_token_id, tiny_bert.end_ids
+    )
+    assert tokenizer.pad_token_id not in forbidden
     for token_id in (tokenizer.mask_token_id, tokenizer.cls_token_id, tokenizer.unk_token_id):
         assert token_id in forbidden
     assert {len(tokenizer), len(tokenizer) + 2} <= set(forbidden.tolist())
@@ -120,8 +127,11 @@ def test_end_of_turn_special_tokens_stay_proposable():
     tokenizer.add_special_tokens(
         {"additional_special_tokens": ["<|eot_id|>", "<|start_header_id|>"]}
     )
-    forbidden = forbidden_token_ids(tokenizer, len(tokenizer), tokenizer.mask_token_id).tolist()
-    assert tokenizer.convert_tokens_to_ids("<|eot_id|>") not in forbidden
+    ids = special_ids(LLADA, {"mask_token_id": 7}, tokenizer)
+    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    assert ids.mask == 7 and eot in ids.ends  # config first; the family's end token looked up
+    forbidden = forbidden_token_ids(tokenizer, len(tokenizer), ids.mask, ids.ends).tolist()
+    assert eot not in forbidden
     assert tokenizer.convert_tokens_to_ids("<|start_header_id|>") in forbidden
 
 
@@ -129,7 +139,9 @@ def test_denoising_a_ragged_batch_end_to_end(denoiser):
     """The contract between `Denoiser.logits` and `sampler.step`: rows in canvas order."""
     tokenizer = denoiser.tokenizer
     prompts = [build_prompt_ids(tokenizer, None, "Draft a clause."), [tokenizer.cls_token_id]]
-    forbidden = forbidden_token_ids(tokenizer, denoiser.vocab_size, denoiser.mask_token_id)
+    forbidden = forbidden_token_ids(
+        tokenizer, denoiser.vocab_size, denoiser.mask_token_id, denoiser.end_ids
+    )
 
     def draft(seed: int) -> list[Canvas]:
         generator = torch.Generator().manual_seed(seed)
@@ -157,25 +169,30 @@ def test_denoising_a_ragged_batch_end_to_end(denoiser):
     assert all(c.n_masked == 0 for c in first)
     assert all(a.equals(b) for a, b in zip(first, again, strict=True))
     assert not torch.isin(torch.cat([c.tokens for c in first]), forbidden).any()
-    assert all(isinstance(render(tokenizer, c), str) for c in first)
+    assert all(isinstance(canvas_text(tokenizer, c, show_masks=False), str) for c in first)
 
 
 def test_missing_folder_gives_the_clear_message(tmp_path):
     with pytest.raises(ModelLoadError, match="no such folder") as error:
-        HFMaskedLMDenoiser(tmp_path / "nowhere")
+        load_denoiser(tmp_path / "nowhere")
     assert HOW_TO_PROVIDE in str(error.value)
 
 
 @pytest.mark.parametrize(
     "files",
-    [{"config.json": "{ this is not json"}, {"config.json": '{"model_type": "bert"}'}, {}],
-    ids=["garbage-config", "no-weights", "empty-folder"],
+    [
+        {"config.json": "{ this is not json"},
+        {"config.json": '{"model_type": "bert"}'},
+        {"config.json": '{"model_type": "gpt2"}'},
+        {},
+    ],
+    ids=["garbage-config", "no-weights", "not-a-diffusion-family", "empty-folder"],
 )
 def test_broken_folder_gives_the_clear_message(tmp_path, files):
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     with pytest.raises(ModelLoadError) as error:
-        HFMaskedLMDenoiser(tmp_path)
+        load_denoiser(tmp_path)
     assert HOW_TO_PROVIDE in str(error.value) and str(tmp_path) in str(error.value)
 
 
@@ -183,7 +200,7 @@ def test_offline_hub_id_fails_fast(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
     with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE") as error:
-        HFMaskedLMDenoiser("palimpsest-tests/no-such-model")
+        load_denoiser("palimpsest-tests/no-such-model")
     assert time.monotonic() - start < 5
     assert HOW_TO_PROVIDE in str(error.value)
 
@@ -194,38 +211,20 @@ def test_unknown_hub_id_fails_fast_without_offline_flag(monkeypatch):
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     start = time.monotonic()
     with pytest.raises(ModelLoadError, match="hub cannot provide it") as error:
-        HFMaskedLMDenoiser("palimpsest-tests/no-such-model")
+        load_denoiser("palimpsest-tests/no-such-model")
     assert time.monotonic() - start < 10
     assert HOW_TO_PROVIDE in str(error.value)
 
 
-@pytest.fixture(scope="module")
-def remote_stubs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("remote")
-    return {kind: build_remote_code_stub(root / kind, kind) for kind in ("llada", "Dream")}
-
-
-def test_llada_convention_mask_id_and_unshifted_logits(remote_stubs):
-    denoiser = TrustRemoteCodeDenoiser(remote_stubs["llada"], device="cpu")
-    assert isinstance(denoiser, Denoiser)
-    assert denoiser.mask_token_id == 126336 and denoiser.tokenizer.mask_token is None
-    input_ids = torch.tensor([[5, 6, 126336, 126336]])
-    positions = input_ids == 126336
-    logits = denoiser.logits(input_ids, torch.ones_like(input_ids), positions)
-    with torch.inference_mode():
-        full = denoiser.model(input_ids).logits
-    torch.testing.assert_close(logits, full[positions])
-
-
-def test_dream_convention_logits_shifted_by_one(remote_stubs):
-    denoiser = TrustRemoteCodeDenoiser(remote_stubs["Dream"], device="cpu")
-    mask = denoiser.mask_token_id
-    assert mask == denoiser.tokenizer.mask_token_id
+def test_remote_code_model_takes_its_mask_id_from_config_and_unshifted_logits(tmp_path):
+    denoiser = load_denoiser(build_remote_code_stub(tmp_path / "stub"), device="cpu")
+    assert isinstance(denoiser, TrustRemoteCodeDenoiser) and isinstance(denoiser, Denoiser)
+    assert denoiser.mask_token_id == STUB_MASK_ID and denoiser.tokenizer.mask_token is None
+    mask = STUB_MASK_ID
     input_ids = torch.tensor([[5, 6, mask, mask], [7, mask, 0, 0]])
     attention_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
     positions = input_ids == mask
     logits = denoiser.logits(input_ids, attention_mask, positions)
     with torch.inference_mode():
-        raw = denoiser.model(input_ids).logits
-    # position i is read from the logits at i - 1
-    torch.testing.assert_close(logits, torch.stack([raw[0, 1], raw[0, 2], raw[1, 0]]))
+        full = denoiser.model(input_ids).logits
+    torch.testing.assert_close(logits, full[positions])

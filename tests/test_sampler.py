@@ -18,12 +18,12 @@ from engine.sampler import (
     pin,
     propose,
     refine,
-    render,
     renoise,
     step,
     tokens_to_commit,
     unpin,
 )
+from engine.draft import canvas_text
 from engine.testmodels import minilm_tokenizer, train_tiny_tokenizer
 
 VOCAB = 40
@@ -57,18 +57,23 @@ def run(
 ) -> list[list[Canvas]]:
     """Steps `start`..`stop-1` of a `steps`-step run; returns the canvases after every step."""
     history = [canvases]
-    for i in range(start, steps if stop is None else stop):
+    i = start
+    # the threshold rule is not bounded by the step budget (Fast-dLLM): it runs until done
+    while i < (steps if stop is None else stop) or (
+        stop is None and sampler.threshold is not None and any(c.n_masked for c in canvases)
+    ):
         n = sum(c.n_masked for c in canvases)
         canvases = step(
             canvases,
             fake_logits(n, logits_generator),
-            steps_left=[steps - i] * len(canvases),
+            steps_left=[max(steps - i, 1)] * len(canvases),
             step_index=[i] * len(canvases),
             settings=sampler,
             forbidden=FORBIDDEN,
             generator=generator,
         )
         history.append(canvases)
+        i += 1
     return history
 
 
@@ -106,8 +111,10 @@ def test_step_invariants(lengths, pins, steps, sampler, seed):
             # forbidden ids are never committed
             assert not torch.isin(new.tokens[~new.masked], FORBIDDEN[FORBIDDEN != MASK]).any()
             assert torch.equal(new.tokens == MASK, new.masked)
-    # the schedule (and the threshold, bounded by it) leaves no mask after the last step
+    # the schedule leaves no mask after the last step (the threshold runs until none is left)
     assert all(c.n_masked == 0 for c in history[-1])
+    if sampler.threshold is None:
+        assert len(history) == steps + 1
 
 
 @given(n=st.integers(0, 300), steps=st.integers(1, 40))
@@ -172,20 +179,20 @@ def test_propose_argmax_and_sampling_never_pick_forbidden_ids():
     generator = torch.Generator().manual_seed(0)
     logits = fake_logits(200, generator)
     for temperature in (0.0, 1.0, 5.0):
-        x0, confidence = propose(logits, temperature, generator, FORBIDDEN)
-        assert not torch.isin(x0, FORBIDDEN).any()
-        assert ((confidence > 0) & (confidence <= 1)).all()
+        proposal = propose(logits, temperature, generator, FORBIDDEN)
+        assert not torch.isin(proposal.x0, FORBIDDEN).any()
+        assert ((proposal.confidence > 0) & (proposal.confidence <= 1)).all()
     allowed = logits.clone()
     allowed[:, FORBIDDEN] = float("-inf")
-    x0, confidence = propose(logits, 0.0, None, FORBIDDEN)
-    assert torch.equal(x0, allowed.argmax(-1))
-    assert torch.allclose(confidence, torch.softmax(allowed, -1).max(-1).values)
+    proposal = propose(logits, 0.0, None, FORBIDDEN)
+    assert torch.equal(proposal.x0, allowed.argmax(-1))
+    assert torch.allclose(proposal.confidence, torch.softmax(allowed, -1).max(-1).values)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
 def test_sampling_follows_the_tempered_distribution(temperature):
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, float("-inf")]]).expand(40_000, -1)
-    x0, _ = propose(logits, temperature, torch.Generator().manual_seed(0))
+    x0 = propose(logits, temperature, torch.Generator().manual_seed(0)).x0
     frequencies = torch.bincount(x0, minlength=5) / x0.numel()
     expected = torch.softmax(logits[0] / temperature, -1)
     torch.testing.assert_close(frequencies, expected, atol=0.01, rtol=0)
@@ -194,8 +201,10 @@ def test_sampling_follows_the_tempered_distribution(temperature):
 def test_order_scores():
     probs = torch.tensor([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25]])
     logits = probs.log()
-    x0, confidence = propose(logits)
+    proposal = propose(logits)
+    x0, confidence = proposal.x0, proposal.confidence
     assert torch.allclose(order_scores("low_confidence", logits, x0, confidence), confidence)
+    assert torch.allclose(order_scores("maskgit_plus", logits, x0, confidence), confidence)
     assert torch.allclose(
         order_scores("margin", logits, x0, confidence), torch.tensor([0.5, 0.05]), atol=1e-6
     )
@@ -212,8 +221,9 @@ def test_threshold_commits_the_best_and_every_proposal_over_tau():
     confidence = torch.tensor([0.2, 0.95, 0.5, 0.91, 0.1])
     assert sorted(choose(confidence, confidence, None, 0.9).tolist()) == [1, 3]
     assert choose(confidence, confidence, None, 0.99).tolist() == [1]  # always at least one
-    # with a step budget, never fewer than the schedule
-    assert len(choose(confidence, confidence, 2, 0.99)) == 3
+    # the schedule's count does not bound the threshold (Fast-dLLM's rule)
+    assert choose(confidence, confidence, 3, 0.99).tolist() == [1]
+    assert choose(confidence, confidence, 3, None).tolist() == [1, 3, 2]
     with pytest.raises(ValueError):
         choose(confidence, confidence, None, None)
 
@@ -299,9 +309,9 @@ def test_render_trims_padding_and_end_of_turn_and_shows_masks(make_tokenizer):
     end = tokenizer("\n[/Answer]", add_special_tokens=False)["input_ids"]
     pad, mask = tokenizer.pad_token_id, tokenizer.mask_token_id
     canvas = Canvas.from_tokens(words + end + [pad] * 4, mask)
-    assert render(tokenizer, canvas).lower() == "either party may terminate"
+    assert canvas_text(tokenizer, canvas, show_masks=False).lower() == "either party may terminate"
 
     with_holes = Canvas.from_tokens([words[0], mask, mask, *words[1:], pad, pad], mask)
-    view = render(tokenizer, with_holes, placeholder="▒")
+    view = canvas_text(tokenizer, with_holes, show_masks=True)
     assert view.count("▒") == 2 and view.lower().startswith("either")
-    assert "▒" not in render(tokenizer, with_holes)
+    assert "▒" not in canvas_text(tokenizer, with_holes, show_masks=False)
