@@ -13,6 +13,7 @@ which a command that only lists documents should not pay for.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import time
@@ -82,6 +83,27 @@ class DocumentRecord:
     added_at: float
     status: str
     owner_pid: int  # the process writing a pending document; recovery leaves live ones alone
+
+
+@dataclass(frozen=True)
+class ReadyVersion:
+    """Which set of ready documents a catalog holds. `generation` counts the changes to it;
+    `fingerprint` digests it (each ready document's id, chunk count and time added), so what
+    was derived from one set is never taken for another, even from a catalog restored from a
+    backup, whose generation may come round again."""
+
+    generation: int
+    fingerprint: str
+
+
+def _ready_version(db: sqlite3.Connection) -> ReadyVersion:
+    generation = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+    digest = hashlib.sha256()
+    for doc_id, chunks, added_at in db.execute(
+        "SELECT doc_id, chunks, added_at FROM documents WHERE status = ? ORDER BY doc_id", (READY,)
+    ):
+        digest.update(f"{doc_id} {chunks} {added_at!r}\n".encode())
+    return ReadyVersion(generation, digest.hexdigest())
 
 
 class Catalog:
@@ -174,22 +196,27 @@ class Catalog:
 
     def ready_chunks(self) -> list[Chunk]:
         """Every chunk of every ready document, in a stable order."""
-        return self.ready_chunks_with_generation()[1]
+        return self.ready_chunks_with_version()[1]
 
-    def ready_chunks_with_generation(self) -> tuple[int, list[Chunk]]:
-        """The generation and the ready chunks (as `ready_chunks`), read in one transaction so
-        the chunks are exactly those of that generation."""
+    def ready_version(self) -> ReadyVersion:
+        with self.connect() as db:
+            db.execute("BEGIN")
+            return _ready_version(db)
+
+    def ready_chunks_with_version(self) -> tuple[ReadyVersion, list[Chunk]]:
+        """The ready chunks (as `ready_chunks`) and the version of the set they are, read in
+        one transaction."""
         from engine.chunking import Chunk
 
         with self.connect() as db:
             db.execute("BEGIN")
-            generation = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+            version = _ready_version(db)
             rows = db.execute(
                 f"SELECT {_CHUNK_COLUMNS} FROM chunks c JOIN documents d USING (doc_id)"
                 " WHERE d.status = ? ORDER BY c.rowid",
                 (READY,),
             ).fetchall()
-        return generation, [Chunk(*row) for row in rows]
+        return version, [Chunk(*row) for row in rows]
 
     def ready_chunks_by_id(self, chunk_ids: list[str]) -> dict[str, tuple[Chunk, str]]:
         """chunk_id -> (chunk, its document's file name), for those of ready documents."""

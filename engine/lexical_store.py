@@ -2,11 +2,12 @@
 
 The catalog's `generation` changes with every commit that changes the set of ready chunks, so
 an index saved under the generation it was built from is current exactly while the catalog
-still has that generation. Each index is written whole into a temporary folder, which is then
+still has that generation (and the same library id and fingerprint of its ready documents,
+which are checked too). Each index is written whole into a temporary folder, which is then
 renamed to `lexical/<generation>`: a process killed at any moment leaves either no index for a
-generation or a whole one, never a half-written one. At open, an index saved for the current
-generation (of this library: its id is checked) is memory-mapped; otherwise the index is
-rebuilt from SQLite once and saved, and older generations are removed.
+generation or a whole one, never a half-written one. At open, a current saved index is
+memory-mapped; otherwise the index is rebuilt from SQLite once and saved (replacing one that
+did not match), and older generations are removed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.catalog import Catalog
+from engine.catalog import Catalog, ReadyVersion
 from engine.lexical import LexicalIndex
 from engine.processes import process_alive
 
@@ -37,9 +38,13 @@ class ReadyIndex:
     """The lexical index of the ready chunks at one catalog generation, with each row's
     document as runs of (doc_id, number of consecutive rows)."""
 
-    generation: int
+    version: ReadyVersion
     lexical: LexicalIndex
     doc_runs: list[tuple[str, int]]
+
+    @property
+    def generation(self) -> int:
+        return self.version.generation
 
     def rows_by_doc(self) -> dict[str, np.ndarray]:
         rows: dict[str, list[np.ndarray]] = {}
@@ -56,22 +61,24 @@ class LexicalStore:
     def __init__(self, folder: Path, catalog: Catalog):
         self.folder = folder
         self.catalog = catalog
+        self.library_id = catalog.library_id()
 
     def open(self) -> ReadyIndex:
         """The index of the catalog's ready chunks: the saved one when current, else rebuilt
         (and saved)."""
-        generation = self.catalog.generation()
+        version = self.catalog.ready_version()
         started = time.perf_counter()
         try:
-            index = self._load(generation)
+            index = self._load(version)
         except (OSError, ValueError, KeyError, TypeError) as error:
-            log.info(
-                "lexical index for generation %d not usable (%s): rebuilding", generation, error
-            )
+            log.info("lexical index %d not usable (%s): rebuilding", version.generation, error)
+            # A folder under a final name is always whole: one that fails to load is damaged
+            # or outdated, and would keep the new one from taking its place.
+            shutil.rmtree(self.folder / str(version.generation), ignore_errors=True)
             return self.rebuild()
         log.info(
             "lexical index: opened generation %d (%d chunks) in %.0f ms",
-            generation,
+            version.generation,
             len(index.lexical),
             1000 * (time.perf_counter() - started),
         )
@@ -80,29 +87,30 @@ class LexicalStore:
     def rebuild(self) -> ReadyIndex:
         """Build the index from SQLite, save it, and remove the older saved ones."""
         started = time.perf_counter()
-        generation, chunks = self.catalog.ready_chunks_with_generation()
+        version, chunks = self.catalog.ready_chunks_with_version()
         lexical = LexicalIndex.build([c.chunk_id for c in chunks], [c.text for c in chunks])
         runs = [(doc_id, len(list(group))) for doc_id, group in groupby(c.doc_id for c in chunks)]
-        index = ReadyIndex(generation, lexical, runs)
+        index = ReadyIndex(version, lexical, runs)
         self._save(index)
         log.info(
             "lexical index: rebuilt generation %d (%d chunks) in %.0f ms",
-            generation,
+            version.generation,
             len(chunks),
             1000 * (time.perf_counter() - started),
         )
         return index
 
-    def _load(self, generation: int) -> ReadyIndex:
-        folder = self.folder / str(generation)
+    def _load(self, version: ReadyVersion) -> ReadyIndex:
+        folder = self.folder / str(version.generation)
         manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-        if manifest["library"] != self.catalog.library_id() or manifest["generation"] != generation:
-            raise ValueError(f"{folder} belongs to another library or generation")
+        saved_for = (manifest["library"], manifest["generation"], manifest["fingerprint"])
+        if saved_for != (self.library_id, version.generation, version.fingerprint):
+            raise ValueError(f"{folder} was saved for another library or set of documents")
         lexical = LexicalIndex.load(folder)
         runs = [(doc_id, int(count)) for doc_id, count in manifest["doc_runs"]]
         if sum(count for _, count in runs) != len(lexical):
             raise ValueError(f"{folder} has rows of unknown documents")
-        return ReadyIndex(generation, lexical, runs)
+        return ReadyIndex(version, lexical, runs)
 
     def _save(self, index: ReadyIndex) -> None:
         """Write the index whole under a temporary name, then rename it into place."""
@@ -111,8 +119,9 @@ class LexicalStore:
         try:
             index.lexical.save(staged)
             manifest = {
-                "library": self.catalog.library_id(),
+                "library": self.library_id,
                 "generation": index.generation,
+                "fingerprint": index.version.fingerprint,
                 "doc_runs": index.doc_runs,
             }
             (staged / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")

@@ -84,7 +84,9 @@ def test_a_change_rebuilds_once_and_the_next_process_opens_that(library, embedde
     assert saved_generations(library) == [str(library.catalog.generation())]  # old one swept
 
 
-@pytest.mark.parametrize("damage", ["manifest", "scores", "foreign", "stale temporary"])
+@pytest.mark.parametrize(
+    "damage", ["manifest", "scores", "foreign", "other documents", "stale temporary"]
+)
 def test_a_damaged_or_foreign_saved_index_is_rebuilt(
     library, embedder, count_builds, tmp_path, damage
 ):
@@ -95,15 +97,18 @@ def test_a_damaged_or_foreign_saved_index_is_rebuilt(
         (saved / "manifest.json").write_text("{")
     elif damage == "scores":
         (saved / "data.csc.index.npy").write_bytes(b"\x93NUMPY truncated")
-    elif damage == "foreign":  # another library's index at the same generation
+    elif damage in ("foreign", "other documents"):  # same generation, another library or set
         manifest = json.loads((saved / "manifest.json").read_text())
-        (saved / "manifest.json").write_text(json.dumps({**manifest, "library": "another"}))
+        key = "library" if damage == "foreign" else "fingerprint"
+        (saved / "manifest.json").write_text(json.dumps({**manifest, key: "another"}))
     else:  # a dead process's half-written copy is removed at the next save
         shutil.copytree(saved, library.lexical.folder / f".{2**22 + 7}.half")
         shutil.rmtree(saved)
     assert results(reopen(library, embedder)) == expected
     assert len(count_builds) == 2
     assert saved_generations(library) == [saved.name]
+    assert results(reopen(library, embedder)) == expected
+    assert len(count_builds) == 2, "the rebuilt index did not replace the damaged one"
 
 
 def long_pdf(path: Path, pages: int = 40) -> Path:
