@@ -92,18 +92,25 @@ def cmd_draft(args: argparse.Namespace) -> int:
 
     workspace = open_workspace(args)
     model = args.model or workspace.settings.model
-    settings = DraftSettings(
+    drafter = workspace.drafter(model, args.int8 or args.fast)
+    settings = DraftSettings.from_recipe(
+        drafter.denoiser.family.recipe,
+        fast=args.fast,
         model=model,
-        steps=args.steps,
         block_tokens=args.block_tokens,
         passages=args.passages,
         refresh_every=args.refresh_every,
+        steps=args.steps,
+        sub_block=args.sub_block,
         temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        order=args.order,
         threshold=args.threshold,
-        context_cache=not args.no_context_cache,
-        int8=not args.no_int8,
+        min_tokens=args.min_tokens,
+        context_cache=args.context_cache or None,
+        int8=args.int8 or None,
     )
-    drafter = workspace.drafter(model, settings.int8)
     draft = drafter.start(args.instruction, args.section, settings, seed=args.seed)
     print(f"draft {draft.draft_id}", file=sys.stderr, flush=True)
     run_to_stderr(drafter, draft, args.stop_after)
@@ -258,8 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="hub id, model folder, or 'demo' (default: "
         "$PALIMPSEST_MODEL or " + DEFAULT_MODEL + ")",
     )
-    draft.add_argument("--steps", type=int, default=16, help="denoising steps per block")
-    draft.add_argument("--block-tokens", type=int, default=64, help="tokens per section")
+    draft.add_argument("--block-tokens", type=int, default=64, help="most tokens per section")
     draft.add_argument("--passages", type=int, default=3, help="evidence passages per section")
     draft.add_argument(
         "--refresh-every",
@@ -267,18 +273,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=4,
         help="re-retrieve evidence from the draft every N steps (0: never)",
     )
-    draft.add_argument("--temperature", type=float, default=0.0)
-    draft.add_argument("--threshold", type=float, help="commit by confidence >= this (Fast-dLLM)")
     draft.add_argument("--seed", type=int, default=0)
-    draft.add_argument(
-        "--no-context-cache",
-        action="store_true",
-        help="recompute the whole window every step (exact, slower)",
+    recipe = draft.add_argument_group(
+        "sampling", "each defaults to the model family's published recipe (see the README)"
     )
-    draft.add_argument(
-        "--no-int8",
+    recipe.add_argument("--steps", type=int, help="denoising steps per section")
+    recipe.add_argument("--sub-block", type=int, help="tokens decoded in parallel (0: all)")
+    recipe.add_argument("--temperature", type=float)
+    recipe.add_argument("--top-p", type=float)
+    recipe.add_argument("--top-k", type=int)
+    recipe.add_argument(
+        "--order",
+        help="which proposals commit first: low_confidence, margin, entropy, maskgit_plus, random",
+    )
+    recipe.add_argument("--threshold", type=float, help="commit by confidence >= this (Fast-dLLM)")
+    recipe.add_argument("--min-tokens", type=int, help="a section never ends before this")
+    recipe.add_argument(
+        "--fast",
         action="store_true",
-        help="keep fp32 linear layers on a CPU (slower, exact weights)",
+        help="fast on CPU: int8 weights and Fast-dLLM's threshold 0.9 (changes the draft)",
+    )
+    recipe.add_argument("--int8", action="store_true", help="int8 linear layers on a CPU")
+    recipe.add_argument(
+        "--context-cache",
+        action="store_true",
+        help="Fast-dLLM's prefix cache: refreshed at each sub-block start, reused within it",
     )
     draft.add_argument("--stop-after", type=int, metavar="N", help="pause after N steps")
     draft.add_argument("--json", action="store_true")

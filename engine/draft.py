@@ -12,11 +12,12 @@ import math
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from engine.config import DEFAULT_MODEL
 from engine.errors import PalimpsestError
+from engine.families import RECIPE_FIELDS, Recipe, fast_cpu
 from engine.library import SearchHit
 from engine.sampler import Canvas, SamplerSettings, State, pin, unpin
 
@@ -97,6 +98,18 @@ class DraftSettings:
             )
         except ValueError as error:
             raise DraftError(str(error)) from error
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, fast: bool = False, **overrides) -> DraftSettings:
+        """Settings that start from a family's published recipe (the "fast on CPU" preset on
+        top of it when `fast`: Fast-dLLM's threshold and int8), then take every override that
+        is not None. Steps follow the recipe's tokens per step unless given."""
+        given = {name: value for name, value in overrides.items() if value is not None}
+        if fast:
+            recipe = fast_cpu(recipe)
+            given.setdefault("int8", True)
+        base = cls(**{k: v for k, v in given.items() if k not in RECIPE_FIELDS})
+        return replace(recipe.apply(base), **{k: v for k, v in given.items() if k in RECIPE_FIELDS})
 
     def steps_per_window(self) -> int:
         """The step budget of one sub-block: the run's steps shared evenly (rounded up, as

@@ -68,6 +68,7 @@ class Recipe:
     ends_last: bool = False
 
     def steps_for(self, block_tokens: int) -> int:
+        """Steps of one run of a canvas of `block_tokens`."""
         return max(1, math.ceil(block_tokens / self.tokens_per_step))
 
     def apply(self, settings: DraftSettings) -> DraftSettings:
@@ -86,6 +87,23 @@ class Recipe:
             min_tokens=self.min_tokens,
             ends_last=self.ends_last,
         )
+
+
+RECIPE_FIELDS = frozenset(
+    {
+        "steps",
+        "sub_block",
+        "order",
+        "threshold",
+        "temperature",
+        "top_p",
+        "top_k",
+        "schedule",
+        "score_sampled",
+        "min_tokens",
+        "ends_last",
+    }
+)  # the DraftSettings fields a recipe sets
 
 
 @dataclass(frozen=True)

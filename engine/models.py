@@ -6,10 +6,12 @@ so the whole drafting interaction can be tried without a checkpoint (its text is
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
 from engine.denoiser import Denoiser, load_denoiser
+from engine.families import BERT_CHAT, Family, family_of_config
 
 DEMO_MODEL = "demo"
 
@@ -26,6 +28,32 @@ class Denoisers:
             if (model, int8) not in self._loaded:
                 self._loaded[model, int8] = load_denoiser(self._path(model), int8=int8)
             return self._loaded[model, int8]
+
+    def family(self, model: str) -> Family | None:
+        """The family of `model` without loading it: from the loaded denoiser, the folder's
+        config.json, or the hub cache's; None when no config is at hand (a hub id not yet
+        downloaded)."""
+        with self._lock:
+            for (name, _), denoiser in self._loaded.items():
+                if name == model:
+                    return denoiser.family
+        if model == DEMO_MODEL:
+            return BERT_CHAT
+        config = Path(model).expanduser() / "config.json"
+        if not config.is_file():
+            from huggingface_hub import try_to_load_from_cache
+
+            try:
+                cached = try_to_load_from_cache(model, "config.json")
+            except ValueError:  # not a valid hub id
+                return None
+            if not isinstance(cached, str):
+                return None
+            config = Path(cached)
+        try:
+            return family_of_config(json.loads(config.read_text()))
+        except (OSError, ValueError):
+            return None
 
     def loaded(self, model: str, int8: bool = False) -> bool:
         with self._lock:

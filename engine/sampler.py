@@ -1,16 +1,29 @@
 """Absorbing-state (masked) diffusion sampler: canvases, proposals, commit rules, re-noising.
 
 Pure tensor code, no I/O, in the spirit of LLaDA's `generate.py`. One draft block is one `Canvas`;
-a step takes the logits a denoiser produced at the MASKED positions of several canvases (one
+a step takes the logits a denoiser produced at the `active` positions of several canvases (one
 batched forward pass, ragged lengths allowed) and returns new canvases:
 
-    input_ids, attention_mask, positions = pack_batch(prompts, canvases, pad_token_id)
+    input_ids, attention_mask, positions = pack_batch(prompts, canvases, pad_id, sub_block)
     logits = denoiser.logits(input_ids, attention_mask, positions)
-    canvases = step(canvases, logits, steps_left=..., step_index=..., generator=generator)
+    canvases = step(canvases, logits, steps_left=..., steps_total=..., step_index=...,
+                    settings=settings, generator=generator)
 
-Inside `step`: `propose` what each masked slot would become (argmax or sampled), score the
-proposals by the chosen order, and commit the best `k` per canvas (linear schedule or confidence
-threshold).
+A canvas is decoded as the references decode an answer: in sub-blocks (`window`), left to right
+between them and in parallel inside one. Inside `step`: `propose` what each candidate would become
+(argmax, or sampled after top-p / top-k), score the proposals by the chosen order, and commit the
+best `k` per canvas (LLaDA's linear schedule, Dream's eps schedule, or Fast-dLLM's confidence
+threshold). A section ends at its first committed end token (`Canvas.end`); sub-blocks wholly past
+it are never decoded.
+
+What the references do and this sampler does too, token for token at temperature 0 (tests/
+test_recipes.py replays their loops): LLaDA `generate.py` / dllm `MDLMSampler` with
+`suppress_tokens` set to the forbidden ids; Fast-dLLM `get_transfer_index` with a threshold;
+Dream `_sample` with a batch of one. Where it differs on purpose: sampling at T > 0 draws by
+inverting the CDF with one uniform per row instead of Gumbel noise over the whole vocabulary
+(the same distribution, another random stream); Dream counts masks per canvas, not averaged
+over the batch; a section may not end before `min_tokens` or before a pinned span (LLaDA's
+`logits_eos_inf` forbids EOS everywhere instead).
 
 Invariants kept here (DESIGN section 2): a step writes only into MASKED positions; PINNED
 positions never change; masks are only ever added by `refine` and `renoise`, and only on unpinned
@@ -55,7 +68,8 @@ class Canvas:
 
     `end_ids` are the tokens that end a section (EOS, end of turn, the padding BERT-chat fills an
     answer's tail with). The section's text stops at the first committed one: the canvas length
-    is a maximum. Masks after it are `closed`: no text depends on them, so they are never decoded.
+    is a maximum. Masks after it are closed: no text depends on them, so a canvas whose masks
+    are all closed is `finished`.
     """
 
     tokens: Tensor  # [L] long
@@ -156,21 +170,25 @@ def window(canvas: Canvas, sub_block: int) -> tuple[int, int]:
     mask is the same on a fresh canvas and stays right when pins or edits fill a sub-block.
     """
     length = len(canvas)
-    if sub_block <= 0:
-        return 0, length
     open_positions = canvas.open.nonzero()
     if open_positions.numel() == 0:
         return length, length
+    if sub_block <= 0:
+        return 0, length
     start = int(open_positions[0]) // sub_block * sub_block
     return start, min(start + sub_block, length)
 
 
 def active(canvas: Canvas, sub_block: int) -> Tensor:
-    """[L] bool: the open masks of the current sub-block, the positions a step may commit."""
+    """[L] bool: the masks of the current sub-block, the positions a step may commit.
+
+    Masks past an end token inside the sub-block stay candidates, as in the references (which
+    never stop early), so the commits before the end are theirs exactly; only sub-blocks wholly
+    past the end are skipped, and they cannot change the text."""
     start, stop = window(canvas, sub_block)
     inside = torch.zeros(len(canvas), dtype=torch.bool)
     inside[start:stop] = True
-    return canvas.open & inside
+    return canvas.masked & inside
 
 
 def _as_index(positions: Tensor | Sequence[int]) -> Tensor:
@@ -429,7 +447,7 @@ def step(
 ) -> list[Canvas]:
     """One denoising step for a batch of canvases.
 
-    `logits` [N, V] are the rows for every `active` position (the open masks of each canvas's
+    `logits` [N, V] are the rows for every `active` position (the masks of each canvas's
     current sub-block), canvas by canvas, positions ascending: exactly what `Denoiser.logits`
     returns for the `positions` mask `pack_batch` builds from the canvases in this order.
     `steps_left` (this step included) and `steps_total` count steps of the current sub-block and

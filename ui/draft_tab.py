@@ -28,6 +28,7 @@ from engine.draft import (
 )
 from engine.drafting import Drafter
 from engine.errors import PalimpsestError
+from engine.families import FAST_THRESHOLD
 from engine.models import DEMO_MODEL
 from engine.page_images import render_page
 from engine.workspace import Workspace
@@ -185,22 +186,41 @@ def build_draft_tab(app: gr.Blocks, tab: gr.Tab, sessions: Sessions) -> DraftTab
                 "<small>A hub model is downloaded once, when online. Offline, type the path of "
                 "a model folder, or try the interaction with the demo model.</small>"
             )
-            steps = gr.Slider(2, 64, value=16, step=1, label="Steps per block")
-            block_tokens = gr.Slider(8, 192, value=64, step=8, label="Tokens per block")
+            gr.Markdown(
+                "<small>Sampling starts from the chosen model's published recipe (README, "
+                "Model families); change any of it here.</small>"
+            )
+            defaults = DraftSettings()
+            steps = gr.Slider(
+                1, 256, value=defaults.steps, step=1, label="Steps per block", elem_id="steps"
+            )
+            block_tokens = gr.Slider(
+                8, 256, value=defaults.block_tokens, step=8, label="Tokens per block"
+            )
             schedule = gr.Radio([SCHEDULE, THRESHOLD], value=SCHEDULE, label="Commit rule")
             threshold = gr.Slider(
-                0.5, 1.0, value=0.9, step=0.01, label="Confidence threshold (threshold rule)"
+                0.5, 1.0, value=FAST_THRESHOLD, step=0.01, label="Confidence threshold"
             )
-            temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature")
+            temperature = gr.Slider(
+                0.0, 2.0, value=defaults.temperature, step=0.05, label="Temperature"
+            )
             seed = gr.Number(value=0, precision=0, label="Seed")
-            passages = gr.Slider(0, 8, value=3, step=1, label="Passages per block")
+            passages = gr.Slider(0, 8, value=defaults.passages, step=1, label="Passages per block")
             refresh = gr.Slider(
-                0, 16, value=4, step=1, label="Refresh retrieval every N steps (0: never)"
+                0,
+                16,
+                value=defaults.refresh_every,
+                step=1,
+                label="Refresh retrieval every N steps (0: never)",
             )
             context_cache = gr.Checkbox(
-                value=True, label="Reuse the sources' attention within a round (faster)"
+                value=defaults.context_cache,
+                label="Prefix cache (Fast-dLLM): reuse attention within a sub-block (faster)",
             )
-            int8 = gr.Checkbox(value=True, label="int8 weights on a CPU (faster)")
+            int8 = gr.Checkbox(
+                value=defaults.int8,
+                label="Fast on CPU: int8 weights (may change the draft)",
+            )
     with gr.Row(equal_height=True):
         start = gr.Button("Start", variant="primary", elem_id="start")
         pause = gr.Button("Pause", elem_id="pause")
@@ -313,8 +333,16 @@ def build_draft_tab(app: gr.Blocks, tab: gr.Tab, sessions: Sessions) -> DraftTab
         request: gr.Request,
     ):
         session = sessions(request)
-        settings = DraftSettings(
-            model=model_name or sessions.default_model,
+        model_name = model_name or sessions.default_model
+        heading_list = [h.strip() for h in (headings or "").splitlines() if h.strip()]
+        if len(heading_list) > MAX_BLOCKS:
+            raise PalimpsestError(f"at most {MAX_BLOCKS} sections per draft on this screen")
+        if not session.workspace.denoisers.loaded(model_name, bool(use_int8)):
+            yield render(None, None, None, f"Loading the model {model_name}…")
+        drafter = session.workspace.drafter(model_name, bool(use_int8))
+        settings = DraftSettings.from_recipe(
+            drafter.denoiser.family.recipe,
+            model=model_name,
             steps=int(n_steps),
             block_tokens=int(n_tokens),
             passages=int(n_passages),
@@ -324,12 +352,6 @@ def build_draft_tab(app: gr.Blocks, tab: gr.Tab, sessions: Sessions) -> DraftTab
             context_cache=bool(cache_context),
             int8=bool(use_int8),
         )
-        heading_list = [h.strip() for h in (headings or "").splitlines() if h.strip()]
-        if len(heading_list) > MAX_BLOCKS:
-            raise PalimpsestError(f"at most {MAX_BLOCKS} sections per draft on this screen")
-        if not session.workspace.denoisers.loaded(settings.model, settings.int8):
-            yield render(None, None, None, f"Loading the model {settings.model}…")
-        drafter = session.workspace.drafter(settings.model, settings.int8)
         draft = drafter.start(text or "", heading_list, settings, seed=int(seed_value or 0))
         yield from stream(session, draft, drafter)
 
@@ -360,6 +382,23 @@ def build_draft_tab(app: gr.Blocks, tab: gr.Tab, sessions: Sessions) -> DraftTab
             return html.escape(str(error))
         at = int(at)
         return timeline_html(drafter.tokenizer, draft, workspace.drafts.snapshot(current, at), at)
+
+    def on_model(model_name: str, n_tokens: float, request: gr.Request):
+        """Fill the sampling controls from the chosen model family's recipe."""
+        family = sessions(request).workspace.denoisers.family(model_name or "")
+        if family is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        recipe = family.recipe
+        rule = THRESHOLD if recipe.threshold is not None else SCHEDULE
+        tau = recipe.threshold if recipe.threshold is not None else gr.skip()
+        return recipe.steps_for(int(n_tokens)), rule, tau, recipe.temperature
+
+    model.change(
+        on_model,
+        inputs=[model, block_tokens],
+        outputs=[steps, schedule, threshold, temperature],
+        api_visibility="undocumented",
+    )
 
     start.click(
         on_start,
