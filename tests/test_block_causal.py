@@ -339,3 +339,14 @@ def test_the_engine_sampler_commits_the_same_with_and_without_the_cache(
             )
         runs.append([c.tokens.tolist() for c in canvases])
     assert runs[0] == runs[1]
+
+
+def test_tied_embeddings_and_attention_bias(tmp_path: Path) -> None:
+    """SDAR-1.7B follows Qwen3-1.7B (tied head, no lm_head tensor); biases on all four
+    projections when `attention_bias`."""
+    folder = write_sdar_checkpoint(
+        tmp_path / "tied", config_overrides={"tie_word_embeddings": True, "attention_bias": True}
+    )
+    tied = load_sdar(folder, dtype=torch.float32, device=CPU)
+    assert tied.lm_head.weight is tied.model.embed_tokens.weight
+    assert tied.model.layers[0].self_attn.o_proj.bias is not None
