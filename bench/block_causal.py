@@ -1,7 +1,8 @@
-"""Block-causal decoding (SDAR) with the exact KV cache against a full recompute, per step.
+"""Block-causal decoding (SDAR, Fast-dLLM v2) with the exact KV cache against a full recompute.
 
-    python bench/block_causal.py [--shape small|sdar-1.7b|sdar-4b|sdar-8b] [--rows 2]
-                                 [--prompt 64] [--blocks 1 4 16 32 128] [--repeats 5]
+    python bench/block_causal.py [--shape small|sdar-1.7b|sdar-4b|sdar-8b|fast-dllm-v2-7b]
+                                 [--rows 2] [--prompt 64] [--blocks 1 4 16 32 128]
+                                 [--block-size N] [--repeats 5]
                                  [--device cpu|cuda] [--dtype float32|bfloat16]
 
 Prints JSON on stdout. Random weights (timing does not depend on them). For each count of
@@ -15,8 +16,9 @@ logits of their current block:
   least a full recompute can do; the engine's dense families also run the masks after it).
 The cached cost stays flat as the section grows (only attention over the cache grows, linearly
 and cheaply), the full recompute grows with the context. `--shape sdar-*` builds the published
-SDAR configs (JetAstra/SDAR `training/model/*/config.json`; 1.7B from Qwen3-1.7B's shape); they
-need a GPU (`--device cuda --dtype bfloat16`).
+SDAR configs (JetAstra/SDAR `training/model/*/config.json`; 1.7B from Qwen3-1.7B's shape),
+`fast-dllm-v2-7b` the published Fast-dLLM v2 one (blocks of 32); they need a GPU
+(`--device cuda --dtype bfloat16`). `--block-size` overrides the shape's block length.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -35,12 +38,13 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from engine.architectures.sdar import SDARConfig, SDARModel  # noqa: E402
+from engine.architectures.block_causal_lm import BlockCausalConfig, BlockCausalLM  # noqa: E402
 from engine.block_causal import BlockCausalCache  # noqa: E402
 
 QWEN3_VOCAB = 151936
-SHAPES: dict[str, SDARConfig] = {
-    "small": SDARConfig(
+SDAR_LAYERS = {"head_dim": 128, "block_size": 4, "qk_norm": True, "norm_in_float32": True}
+SHAPES: dict[str, BlockCausalConfig] = {
+    "small": BlockCausalConfig(
         vocab_size=8192,
         hidden_size=512,
         intermediate_size=1536,
@@ -48,8 +52,10 @@ SHAPES: dict[str, SDARConfig] = {
         num_attention_heads=8,
         num_key_value_heads=4,
         head_dim=64,
+        block_size=4,
+        qk_norm=True,
     ),
-    "sdar-1.7b": SDARConfig(
+    "sdar-1.7b": BlockCausalConfig(
         vocab_size=QWEN3_VOCAB,
         hidden_size=2048,
         intermediate_size=6144,
@@ -57,31 +63,46 @@ SHAPES: dict[str, SDARConfig] = {
         num_attention_heads=16,
         num_key_value_heads=8,
         tie_word_embeddings=True,
+        **SDAR_LAYERS,
     ),
-    "sdar-4b": SDARConfig(
+    "sdar-4b": BlockCausalConfig(
         vocab_size=QWEN3_VOCAB,
         hidden_size=2560,
         intermediate_size=9728,
         num_hidden_layers=36,
         num_attention_heads=32,
         num_key_value_heads=8,
+        **SDAR_LAYERS,
     ),
-    "sdar-8b": SDARConfig(
+    "sdar-8b": BlockCausalConfig(
         vocab_size=QWEN3_VOCAB,
         hidden_size=4096,
         intermediate_size=12288,
         num_hidden_layers=36,
         num_attention_heads=32,
         num_key_value_heads=8,
+        **SDAR_LAYERS,
+    ),
+    "fast-dllm-v2-7b": BlockCausalConfig(
+        vocab_size=152064,
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        head_dim=128,
+        block_size=32,
+        qkv_bias=True,
+        logit_shift=1,
     ),
 }
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def _build(config: SDARConfig, device: torch.device, dtype: torch.dtype) -> SDARModel:
+def _build(config: BlockCausalConfig, device: torch.device, dtype: torch.dtype) -> BlockCausalLM:
     torch.manual_seed(0)
     with torch.device(device):
-        model = SDARModel(config).to(dtype)
+        model = BlockCausalLM(config).to(dtype)
     return model.requires_grad_(False).eval()
 
 
@@ -119,7 +140,7 @@ def _median(samples: list[float]) -> float:
 
 
 def measure(
-    model: SDARModel, rows: int, prompt: int, finished: int, repeats: int, device: torch.device
+    model: BlockCausalLM, rows: int, prompt: int, finished: int, repeats: int, device: torch.device
 ) -> dict[str, float | int]:
     block, mask_id = model.config.block_size, model.config.vocab_size - 1
     context = prompt // block * block + finished * block
@@ -158,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=2, help="sections stepping together")
     parser.add_argument("--prompt", type=int, default=64, help="prompt tokens per row")
     parser.add_argument("--blocks", type=int, nargs="+", default=[1, 4, 16, 32, 128])
-    parser.add_argument("--block-size", type=int, default=4, help="SDAR's default is 4")
+    parser.add_argument("--block-size", type=int, help="default: the shape's (SDAR 4, v2 32)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None)
@@ -168,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.dtype is None and device.type == "cuda":
         dtype = torch.bfloat16
     shape = SHAPES[args.shape]
-    config = SDARConfig(**{**shape.__dict__, "block_size": args.block_size})
+    config = replace(shape, block_size=args.block_size or shape.block_size)
     model = _build(config, device, dtype)
     results = [measure(model, args.rows, args.prompt, k, args.repeats, device) for k in args.blocks]
     print(

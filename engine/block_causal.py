@@ -1,6 +1,6 @@
 """Block-causal diffusion models behind the `Denoiser` protocol, with an exact KV cache.
 
-Block-causal families (SDAR here; Fast-dLLM v2, the dllm bd3lm models and LLaDA 2.0 work the
+Block-causal families (SDAR and Fast-dLLM v2 here; the dllm bd3lm models and LLaDA 2.0 work the
 same way) attend causally between blocks of `block_size` tokens, counted from position 0 of the
 whole input (prompt included), and bidirectionally inside one. The keys and values of a block
 depend only on the blocks up to it, so once the sampler asks for positions in block b, every
@@ -14,27 +14,36 @@ sharing the longest block-aligned prefix with it (edits, re-noise and retargets 
 the match), computes the missing blocks plus the current ones in one batched `forward_block`,
 and keeps the prefix up to the block of each row's first requested position. Rows not in the
 last call are dropped. When the rows are the same as in the last call, in the same order (every
-step inside a sub-block), the cache is extended in place and nothing is copied.
+step inside a block), the cache is extended in place and nothing is copied. For a model with a
+token shift (Fast-dLLM v2: the logit for position i comes from the hidden state at i - 1), the
+final hidden state of each cached prefix is kept too, for the block's first position.
 
-The authors' sampler (JetAstra/SDAR `generate.py`) does the same for one row: prefill the
-prompt's whole blocks, recompute the current block each step against the cache, store a block
-once it has no mask. Where we differ: the cache is found by content instead of being threaded
-through one generation loop, so a batch of sections that step together, drop out, or are edited
-and resumed in another process all get exact logits without a full recompute.
+The authors' samplers (JetAstra/SDAR `generate.py`, the `generate` of Fast-dLLM v2's
+`modeling.py`) do the same for one row: prefill the prompt's whole blocks, recompute the current
+block each step against the cache, store a block once it has no mask. Where we differ: the cache
+is found by content instead of being threaded through one generation loop, so a batch of
+sections that step together, drop out, or are edited and resumed in another process all get
+exact logits without a full recompute.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from engine.architectures.block_causal_lm import BlockCausalLM, KVCache
+from engine.architectures.fast_dllm_v2 import (
+    FAST_DLLM_V2_MASK_TOKENS,
+    is_fast_dllm_v2_config,
+    load_fast_dllm_v2,
+    load_fast_dllm_v2_tokenizer,
+)
 from engine.architectures.sdar import (
     SDAR_MASK_TOKENS,
-    KVCache,
-    SDARModel,
     is_sdar_config,
     load_sdar,
     load_sdar_tokenizer,
@@ -45,6 +54,7 @@ from engine.denoiser import (
     _default_dtype,
     _FamilyIds,
     _read_config,
+    load_error,
     pick_device,
 )
 from engine.families import Family, Recipe
@@ -60,6 +70,28 @@ SDAR = Family(
     mask_tokens=SDAR_MASK_TOKENS,
     end_tokens=("<|im_end|>",),
 )
+
+FAST_DLLM_V2 = Family(
+    name="Fast-dLLM v2 (block diffusion)",
+    examples=("Efficient-Large-Model/Fast_dLLM_v2_7B",),
+    architecture="remote_code",
+    matches=is_fast_dllm_v2_config,
+    # v2/run_chatbot.py: blocks of 32 (the cache), sub-blocks of 8 (the sampler), threshold 0.9.
+    recipe=Recipe(sub_block=8, tokens_per_step=1, threshold=0.9),
+    mask_tokens=FAST_DLLM_V2_MASK_TOKENS,
+    end_tokens=("<|im_end|>",),
+)
+
+BLOCK_CAUSAL_FAMILIES = (SDAR, FAST_DLLM_V2)
+_LOADERS: dict[str, tuple[Callable[..., BlockCausalLM], Callable]] = {
+    SDAR.name: (load_sdar, load_sdar_tokenizer),
+    FAST_DLLM_V2.name: (load_fast_dllm_v2, load_fast_dllm_v2_tokenizer),
+}
+
+
+def block_causal_family(config: dict) -> Family | None:
+    """The block-causal family a parsed config.json belongs to, if any."""
+    return next((f for f in BLOCK_CAUSAL_FAMILIES if f.matches(config)), None)
 
 
 @dataclass(frozen=True)
@@ -103,13 +135,15 @@ class BlockCausalCache:
     """Exact logits of a block-causal model, computing only the blocks a call asks about.
 
     `forwarded_tokens` counts the token positions run through the network (for tests and
-    benchmarks: a step inside a cached section costs one block per row)."""
+    benchmarks: a step inside a cached block costs one block per row)."""
 
-    def __init__(self, model: SDARModel) -> None:
+    def __init__(self, model: BlockCausalLM) -> None:
         self.model = model
         self.block_size = model.config.block_size
+        self.shift = model.config.logit_shift
         self.cache: KVCache | None = None
         self.prefixes: list[Tensor] = []
+        self.tails: list[Tensor | None] = []  # final hidden state at prefix end - 1 (shift 1)
         self.forwarded_tokens = 0
 
     def _match(self, plans: list[_RowPlan]) -> tuple[list[int], list[int]]:
@@ -118,23 +152,59 @@ class BlockCausalCache:
         for i, plan in enumerate(plans):
             scores = [_common_blocks(p, plan.prefix, self.block_size) for p in self.prefixes]
             best = max(range(len(scores)), key=lambda j: (scores[j], j == i), default=-1)
-            if best < 0 or scores[best] == 0:
-                rows.append(-1)
-                lengths.append(0)
-            else:
-                rows.append(best)
-                lengths.append(scores[best])
+            length = scores[best] if best >= 0 else 0
+            if self._needs_tail(plan) and not self._tail_covers(best, length, plan.start):
+                length = min(length, plan.start - self.block_size)  # recompute the block before
+            rows.append(best if length > 0 else -1)
+            lengths.append(length)
         return rows, lengths
 
-    def _reuse(self, plans: list[_RowPlan], like: Tensor) -> KVCache:
-        rows, lengths = self._match(plans)
+    def _needs_tail(self, plan: _RowPlan) -> bool:
+        """The row's first logit reads the hidden state just before its first block."""
+        return bool(self.shift) and plan.start > 0 and int(plan.columns[0]) == plan.start
+
+    def _tail_covers(self, row: int, length: int, start: int) -> bool:
+        return (
+            row >= 0 and length == start == len(self.prefixes[row]) and self.tails[row] is not None
+        )
+
+    def _reuse(self, rows: list[int], lengths: list[int], width: int) -> KVCache:
         if self.cache is not None and rows == list(range(len(self.prefixes))):
             self.cache.lengths = torch.tensor(lengths, dtype=torch.long)
             return self.cache
         if self.cache is not None and any(r >= 0 for r in rows):
             return self.cache.gather(rows, lengths)
-        width = max(plan.end for plan in plans)
-        return KVCache.empty(self.model.config, len(plans), width, like)
+        return KVCache.empty(self.model.config, len(rows), width, self.model.lm_head.weight)
+
+    def _states(
+        self, plans: list[_RowPlan], hidden: Tensor, starts: list[int], tails: Tensor
+    ) -> Tensor:
+        """The hidden states the requested logits read: from this pass, or a kept tail."""
+        width = hidden.shape[1]
+        flat = torch.cat([hidden.reshape(-1, hidden.shape[-1]), tails])
+        index = []
+        for i, (plan, start) in enumerate(zip(plans, starts, strict=True)):
+            read = (plan.columns - self.shift).clamp(min=0)
+            index.append(
+                torch.where(read >= start, i * width + read - start, len(flat) - len(plans) + i)
+            )
+        return flat[torch.cat(index).to(flat.device)]
+
+    def _new_tails(
+        self, plans: list[_RowPlan], hidden: Tensor, starts: list[int], rows: list[int]
+    ) -> list[Tensor | None]:
+        if not self.shift:
+            return [None] * len(plans)
+        tails: list[Tensor | None] = []
+        for i, (plan, start, row) in enumerate(zip(plans, starts, rows, strict=True)):
+            if plan.start == 0:
+                tails.append(None)
+            elif plan.start - 1 >= start:
+                tails.append(hidden[i, plan.start - 1 - start].clone())
+            else:  # the prefix was cached whole: keep its tail if it is this prefix's
+                same = row >= 0 and len(self.prefixes[row]) == plan.start
+                tails.append(self.tails[row] if same else None)
+        return tails
 
     def logits(self, input_ids: Tensor, attention_mask: Tensor, positions: Tensor) -> Tensor:
         """Logits [N, V] at the True entries of `positions` [B, L], row-major: those of the full
@@ -142,37 +212,42 @@ class BlockCausalCache:
         input_ids, attention_mask, positions = (
             t.cpu() for t in (input_ids, attention_mask, positions)
         )
-        device = self.model.lm_head.weight.device
+        weight = self.model.lm_head.weight
         plans = _plan(input_ids, attention_mask, positions.bool(), self.block_size)
         if not plans:
-            return self.model.lm_head.weight.new_zeros((0, self.model.config.vocab_size))
-        cache = self._reuse(plans, self.model.lm_head.weight)
-        starts = cache.lengths.tolist()
+            return weight.new_zeros((0, self.model.config.vocab_size))
+        rows, starts = self._match(plans)
+        cache = self._reuse(rows, starts, max(plan.end for plan in plans))
         widths = [plan.end - start for plan, start in zip(plans, starts, strict=True)]
         block = torch.zeros((len(plans), max(widths)), dtype=torch.long)
         for i, (plan, start, width) in enumerate(zip(plans, starts, widths, strict=True)):
             block[i, :width] = input_ids[plan.row, start : start + width]
-        hidden, cache = self.model.forward_block(block.to(device), cache, starts, widths)
+        hidden, cache = self.model.forward_block(block.to(weight.device), cache, starts, widths)
         self.forwarded_tokens += sum(widths)
-        rows = torch.cat([torch.full_like(p.columns, i) for i, p in enumerate(plans)])
-        columns = torch.cat([p.columns - s for p, s in zip(plans, starts, strict=True)])
+        kept = [self.tails[r] if r >= 0 and self.shift else None for r in rows]
+        tails = torch.stack(
+            [t if t is not None else hidden.new_zeros(hidden.shape[-1]) for t in kept]
+        )
+        states = self._states(plans, hidden, starts, tails)
+        self.tails = self._new_tails(plans, hidden, starts, rows)
         cache.lengths = torch.tensor([plan.start for plan in plans], dtype=torch.long)
         self.cache, self.prefixes = cache, [plan.prefix for plan in plans]
-        return self.model.head(hidden[rows.to(device), columns.to(device)])
+        return self.model.head(states)
 
 
 class BlockCausalDenoiser(_FamilyIds):
-    """SDAR from a folder laid out as the published checkpoints are (config.json, safetensors,
-    Qwen2 tokenizer files), through engine/architectures/sdar.py, with the exact cache above.
+    """SDAR or Fast-dLLM v2 from a folder laid out as the published checkpoints are
+    (config.json, safetensors, Qwen2 tokenizer files), through engine/architectures, with the
+    exact cache above.
 
-    `block_size` is the model's block length (config.json `block_size`): block k covers the
-    absolute input positions [k * block_size, (k + 1) * block_size), position 0 being the
-    prompt's first token."""
+    `block_size` is the model's block length (config.json `block_size` for SDAR, `bd_size` for
+    Fast-dLLM v2): block k covers the absolute input positions [k * block_size,
+    (k + 1) * block_size), position 0 being the prompt's first token."""
 
     def __init__(
         self,
         folder: str | Path,
-        family: Family = SDAR,
+        family: Family | None = None,
         *,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
@@ -184,8 +259,14 @@ class BlockCausalDenoiser(_FamilyIds):
         self.int8 = False
         self.context_cache = None
         config = _read_config(self.name, Path(folder))
-        self.tokenizer = _attempt(self.name, lambda: load_sdar_tokenizer(folder))
-        self.model = _attempt(self.name, lambda: load_sdar(folder, dtype=dtype, device=self.device))
+        family = family or block_causal_family(config)
+        if family is None or family.name not in _LOADERS:
+            raise load_error(self.name, "its config.json is not SDAR or Fast-dLLM v2")
+        load_model, load_tokenizer = _LOADERS[family.name]
+        self.tokenizer = _attempt(self.name, lambda: load_tokenizer(folder))
+        self.model = _attempt(
+            self.name, lambda: load_model(folder, dtype=dtype, device=self.device)
+        )
         self._take_ids(family, config, [_config_limit(config)])
         self.vocab_size: int = self.model.config.vocab_size
         self.block_size: int = self.model.config.block_size

@@ -152,11 +152,11 @@ def random_sdar_tensors(
     return tensors
 
 
-def _write_json(path: Path, value: Any) -> None:
+def write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _write_weights(folder: Path, tensors: dict[str, torch.Tensor], shards: int) -> None:
+def write_weights(folder: Path, tensors: dict[str, torch.Tensor], shards: int) -> None:
     """`model.safetensors`, or shards model-0000k-of-0000n.safetensors plus the index."""
     metadata = {"format": "pt"}
     if shards == 1:
@@ -170,20 +170,20 @@ def _write_weights(folder: Path, tensors: dict[str, torch.Tensor], shards: int) 
         save_file(part, str(folder / filename), metadata=metadata)
         weight_map |= dict.fromkeys(part, filename)
     total = sum(t.numel() * t.element_size() for t in tensors.values())
-    _write_json(
+    write_json(
         folder / "model.safetensors.index.json",
         {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))},
     )
 
 
-def _byte_symbols() -> list[str]:
+def byte_symbols() -> list[str]:
     """GPT-2's reversible byte-to-unicode table, in byte order."""
     printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
     extra = iter(range(256, 512))
     return [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
 
 
-def _added_token(content: str, special: bool) -> dict[str, Any]:
+def added_token(content: str, special: bool) -> dict[str, Any]:
     return {
         "content": content,
         "lstrip": False,
@@ -200,20 +200,20 @@ def write_sdar_tokenizer(folder: str | Path) -> Path:
     `special` in tokenizer_config; the mask is an additional special token)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = {symbol: i for i, symbol in enumerate(_byte_symbols())}
+    vocab = {symbol: i for i, symbol in enumerate(byte_symbols())}
     vocab |= {left + right: 256 + i for i, (left, right) in enumerate(MERGES)}
-    _write_json(folder / "vocab.json", vocab)
+    write_json(folder / "vocab.json", vocab)
     merges = "".join(f"{left} {right}\n" for left, right in MERGES)
     (folder / "merges.txt").write_text("#version: 0.2\n" + merges, encoding="utf-8")
     added = {token: BASE_VOCAB + i for i, token in enumerate(SPECIAL_TOKENS)}
-    _write_json(folder / "added_tokens.json", added | {"<MASK>": MASK_ID})
-    decoder = {str(i): _added_token(t, special=not t.endswith("think>")) for t, i in added.items()}
-    decoder[str(MASK_ID)] = _added_token(MASK_TOKEN, special=False)
+    write_json(folder / "added_tokens.json", added | {"<MASK>": MASK_ID})
+    decoder = {str(i): added_token(t, special=not t.endswith("think>")) for t, i in added.items()}
+    decoder[str(MASK_ID)] = added_token(MASK_TOKEN, special=False)
     additional = ["<|im_start|>", "<|im_end|>", MASK_TOKEN]
     eos = {
-        key: value for key, value in _added_token("<|endoftext|>", True).items() if key != "special"
+        key: value for key, value in added_token("<|endoftext|>", True).items() if key != "special"
     }
-    _write_json(
+    write_json(
         folder / "special_tokens_map.json",
         {
             "additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<MASK>"],
@@ -221,7 +221,7 @@ def write_sdar_tokenizer(folder: str | Path) -> Path:
             "pad_token": eos,
         },
     )
-    _write_json(
+    write_json(
         folder / "tokenizer_config.json",
         {
             "add_bos_token": False,
@@ -262,14 +262,14 @@ def write_sdar_checkpoint(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = TINY_SDAR_CONFIG | (config_overrides or {})
-    _write_json(folder / "config.json", config)
+    write_json(folder / "config.json", config)
     tensors = {
         name: tensor
         for name, tensor in random_sdar_tensors(config, seed, dtype).items()
         if name not in drop
     }
-    _write_weights(folder, tensors | (extra or {}), shards)
-    _write_json(
+    write_weights(folder, tensors | (extra or {}), shards)
+    write_json(
         folder / "generation_config.json",
         {
             "bos_token_id": ENDOFTEXT_ID,
