@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 PENDING, READY, DELETING = "pending", "ready", "deleting"
 CATALOG_FILE = "library.sqlite3"
+_MAX_SQL_VARIABLES = 900  # under the smallest limit SQLite builds have (999)
 # The Chunk fields, in order, of chunks `c`
 _CHUNK_COLUMNS = (
     "c.chunk_id, c.doc_id, c.page_index, c.page_label, c.ordinal, c.char_start, c.char_end, c.text"
@@ -224,14 +225,18 @@ class Catalog:
 
         if not chunk_ids:
             return {}
-        marks = ",".join("?" * len(chunk_ids))
+        found = {}
         with self.connect() as db:
-            rows = db.execute(
-                f"SELECT {_CHUNK_COLUMNS}, d.filename FROM chunks c JOIN documents d"
-                f" USING (doc_id) WHERE c.chunk_id IN ({marks}) AND d.status = ?",
-                (*chunk_ids, READY),
-            ).fetchall()
-        return {row[0]: (Chunk(*row[:-1]), row[-1]) for row in rows}
+            for start in range(0, len(chunk_ids), _MAX_SQL_VARIABLES):
+                batch = chunk_ids[start : start + _MAX_SQL_VARIABLES]
+                rows = db.execute(
+                    f"SELECT {_CHUNK_COLUMNS}, d.filename FROM chunks c JOIN documents d"
+                    f" USING (doc_id) WHERE c.chunk_id IN ({','.join('?' * len(batch))})"
+                    " AND d.status = ?",
+                    (*batch, READY),
+                ).fetchall()
+                found.update((row[0], (Chunk(*row[:-1]), row[-1])) for row in rows)
+        return found
 
     def page(self, doc_id: str, page_index: int) -> Page | None:
         from engine.documents import Page

@@ -306,12 +306,19 @@ class Library:
         if mode in ("hybrid", "dense") and asked:
             embedded = self.embedder.embed([queries[i] for i in asked])
             vectors = dict(zip(asked, embedded, strict=True))
+        ranked = {
+            i: self._rank(snapshot, queries[i], vectors.get(i), k, doc_ids[i], mode) for i in asked
+        }
+        # The hits of all the queries read from SQLite at once.
+        stored = self.catalog.ready_chunks_by_id(
+            list({chunk_id for best in ranked.values() for chunk_id, _ in best})
+        )
         results: list[list[SearchHit]] = [[] for _ in queries]
-        for i in asked:
-            results[i] = self._search(snapshot, queries[i], vectors.get(i), k, doc_ids[i], mode)
+        for i, best in ranked.items():
+            results[i] = _hits(best, stored)
         return results
 
-    def _search(
+    def _rank(
         self,
         snapshot: _Snapshot,
         query: str,
@@ -319,7 +326,8 @@ class Library:
         k: int,
         doc_ids: list[str] | None,
         mode: str,
-    ) -> list[SearchHit]:
+    ) -> list[tuple[str, float]]:
+        """The `k` best (chunk_id, score) pairs for one query."""
         candidates = max(4 * k, 50)
         rankings: list[list[tuple[str, float]]] = []
         if vector is not None:
@@ -334,7 +342,7 @@ class Library:
             ranked = rankings[0]
         else:
             ranked = reciprocal_rank_fusion([[cid for cid, _ in r] for r in rankings])
-        return self._hits(ranked[:k])
+        return ranked[:k]
 
     def _dense(
         self, snapshot: _Snapshot, vector: np.ndarray, n: int, doc_ids: list[str] | None
@@ -347,30 +355,6 @@ class Library:
         # Chroma may hold chunks of a document still being added: only ready ones count.
         return [(chunk_id, score) for chunk_id, score in nearest if chunk_id in snapshot.rows]
 
-    def _hits(self, ranked: list[tuple[str, float]]) -> list[SearchHit]:
-        """The ranked chunks as hits, read from SQLite (a document deleted since the snapshot
-        was taken drops out)."""
-        stored = self.catalog.ready_chunks_by_id([chunk_id for chunk_id, _ in ranked])
-        hits = []
-        for chunk_id, score in ranked:
-            if chunk_id not in stored:
-                continue
-            chunk, filename = stored[chunk_id]
-            hits.append(
-                SearchHit(
-                    chunk_id=chunk.chunk_id,
-                    doc_id=chunk.doc_id,
-                    filename=filename,
-                    page_index=chunk.page_index,
-                    page_label=chunk.page_label,
-                    char_start=chunk.char_start,
-                    char_end=chunk.char_end,
-                    score=round(score, 6),
-                    text=chunk.text,
-                )
-            )
-        return hits
-
     def widen(self, hit: SearchHit, radius: int = 1) -> SearchHit:
         """The hit grown to include `radius` neighbouring chunks on each side on its page."""
         siblings = self.catalog.page_chunks(hit.doc_id, hit.page_index)
@@ -382,3 +366,27 @@ class Library:
         last = siblings[min(len(siblings) - 1, position + radius)]
         start, end = min(first.char_start, hit.char_start), max(last.char_end, hit.char_end)
         return replace(hit, char_start=start, char_end=end, text=page.text[start:end])
+
+
+def _hits(ranked: list[tuple[str, float]], stored: dict[str, tuple[Chunk, str]]) -> list[SearchHit]:
+    """The ranked chunks as hits, from their `stored` rows (those of a document deleted since
+    the search's snapshot was taken drop out)."""
+    hits = []
+    for chunk_id, score in ranked:
+        if chunk_id not in stored:
+            continue
+        chunk, filename = stored[chunk_id]
+        hits.append(
+            SearchHit(
+                chunk_id=chunk.chunk_id,
+                doc_id=chunk.doc_id,
+                filename=filename,
+                page_index=chunk.page_index,
+                page_label=chunk.page_label,
+                char_start=chunk.char_start,
+                char_end=chunk.char_end,
+                score=round(score, 6),
+                text=chunk.text,
+            )
+        )
+    return hits
