@@ -83,10 +83,10 @@ FAST_DLLM_V2 = Family(
 )
 
 BLOCK_CAUSAL_FAMILIES = (SDAR, FAST_DLLM_V2)
-_LOADERS: dict[str, tuple[Callable[..., BlockCausalLM], Callable]] = {
-    SDAR.name: (load_sdar, load_sdar_tokenizer),
-    FAST_DLLM_V2.name: (load_fast_dllm_v2, load_fast_dllm_v2_tokenizer),
-}
+_LOADERS: tuple[tuple[Callable[[dict], bool], Callable[..., BlockCausalLM], Callable], ...] = (
+    (is_sdar_config, load_sdar, load_sdar_tokenizer),
+    (is_fast_dllm_v2_config, load_fast_dllm_v2, load_fast_dllm_v2_tokenizer),
+)
 
 
 def block_causal_family(config: dict) -> Family | None:
@@ -238,7 +238,8 @@ class BlockCausalCache:
 class BlockCausalDenoiser(_FamilyIds):
     """SDAR or Fast-dLLM v2 from a folder laid out as the published checkpoints are
     (config.json, safetensors, Qwen2 tokenizer files), through engine/architectures, with the
-    exact cache above.
+    exact cache above. The architecture is read from config.json; `family` (default: the one
+    config.json matches) supplies the special-token rules and the recipe.
 
     `block_size` is the model's block length (config.json `block_size` for SDAR, `bd_size` for
     Fast-dLLM v2): block k covers the absolute input positions [k * block_size,
@@ -259,10 +260,11 @@ class BlockCausalDenoiser(_FamilyIds):
         self.int8 = False
         self.context_cache = None
         config = _read_config(self.name, Path(folder))
+        loaders = next((pair for matches, *pair in _LOADERS if matches(config)), None)
         family = family or block_causal_family(config)
-        if family is None or family.name not in _LOADERS:
+        if loaders is None or family is None:
             raise load_error(self.name, "its config.json is not SDAR or Fast-dLLM v2")
-        load_model, load_tokenizer = _LOADERS[family.name]
+        load_model, load_tokenizer = loaders
         self.tokenizer = _attempt(self.name, lambda: load_tokenizer(folder))
         self.model = _attempt(
             self.name, lambda: load_model(folder, dtype=dtype, device=self.device)

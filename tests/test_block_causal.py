@@ -33,7 +33,7 @@ from engine.architectures.fast_dllm_v2 import (
 )
 from engine.architectures.sdar import is_sdar_config, load_sdar, load_sdar_tokenizer
 from engine.block_causal import FAST_DLLM_V2, SDAR, BlockCausalDenoiser, block_causal_family
-from engine.denoiser import Denoiser
+from engine.denoiser import Denoiser, ModelLoadError
 from engine.families import Family
 from engine.sampler import Canvas, SamplerSettings, pack_batch, step
 
@@ -272,6 +272,21 @@ def test_denoiser_protocol_and_ids(case: Case, denoiser: BlockCausalDenoiser) ->
     assert set(denoiser.end_ids) == case.end_ids
     assert denoiser.vocab_size == case.config["vocab_size"] and denoiser.max_length == 512
     assert denoiser.context_cache is None and denoiser.int8 is False
+
+
+def test_the_denoiser_refuses_other_folders_with_one_message(case: Case, tmp_path: Path) -> None:
+    broken = case.write(tmp_path / "broken", drop=("model.norm.weight",))
+    with pytest.raises(ModelLoadError, match="missing tensors: model.norm.weight"):
+        BlockCausalDenoiser(broken, device="cpu")
+    other = case.write(tmp_path / "other")
+    config = other / "config.json"
+    config.write_text(
+        config.read_text()
+        .replace(case.config["model_type"], "qwen3")
+        .replace(case.config["architectures"][0], "Qwen3ForCausalLM")
+    )
+    with pytest.raises(ModelLoadError, match="not SDAR or Fast-dLLM v2"):
+        BlockCausalDenoiser(other, device="cpu")
 
 
 # ---------------------------------------------------------------------------------------------
