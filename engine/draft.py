@@ -133,6 +133,7 @@ class Block:
     steps_total: int = 16  # step budget of the current run
     window_start: int = -1  # the sub-block being decoded (its first position); -1: none yet
     window_step: int = 0  # steps done in that sub-block
+    cache_epoch: int = -1  # draft step its context-cache epoch began at; -1: none (a full pass)
 
     @property
     def done(self) -> bool:

@@ -99,6 +99,7 @@ def draft_to_json(draft: Draft) -> dict:
                 "steps_total": b.steps_total,
                 "window_start": b.window_start,
                 "window_step": b.window_step,
+                "cache_epoch": b.cache_epoch,
             }
             for b in draft.blocks
         ],
@@ -117,6 +118,7 @@ def draft_from_json(data: dict) -> Draft:
             steps_total=b["steps_total"],
             window_start=b.get("window_start", -1),
             window_step=b.get("window_step", 0),
+            cache_epoch=b.get("cache_epoch", -1),  # older drafts: start an epoch
         )
         for b in data["blocks"]
     ]

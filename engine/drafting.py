@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from engine.context_cache import PromptCache
+from engine.context_cache import PrefixCaches
 from engine.denoiser import Denoiser, forbidden_token_ids
 from engine.draft import (
     Block,
@@ -118,7 +118,9 @@ class Drafter:
         `should_stop()` is true between steps (pause)."""
         generator = _generator(draft)
         steps_run = 0
-        cached: tuple[tuple, PromptCache] | None = None  # (the prompts it holds, the cache)
+        caches = None  # Fast-dLLM's prefix cache, rebuilt from the draft when a run starts
+        if draft.settings.context_cache and self.context_cache is not None:
+            caches = PrefixCaches(self.context_cache)
         while True:
             active = [
                 i
@@ -136,14 +138,11 @@ class Drafter:
             ]
             self.refresh_evidence(draft, stale)
             for i in stale:
-                draft.blocks[i].prompt = self._prompt(draft, i)
-            cache = None
-            if draft.settings.context_cache and self.context_cache is not None:
-                key = tuple(tuple(draft.blocks[i].prompt) for i in active)
-                if cached is None or cached[0] != key:
-                    cached = key, self.context_cache.encode_prompts(list(key), self.pad_id)
-                cache = cached[1]
-            self._step(draft, active, generator, cache)
+                prompt = self._prompt(draft, i)
+                if prompt != draft.blocks[i].prompt:
+                    draft.blocks[i].cache_epoch = -1  # a new prompt starts a new cache epoch
+                draft.blocks[i].prompt = prompt
+            self._step(draft, active, generator, caches)
             steps_run += 1
             self.store.save(draft)
             yield StepEvent(
@@ -159,7 +158,7 @@ class Drafter:
         draft: Draft,
         active: list[int],
         generator: torch.Generator,
-        cache: PromptCache | None,
+        caches: PrefixCaches | None,
     ) -> None:
         blocks = [draft.blocks[i] for i in active]
         canvases = [block.canvas for block in blocks]
@@ -168,18 +167,14 @@ class Drafter:
             start, _ = window(block.canvas, sampler.sub_block)
             if start != block.window_start:
                 block.window_start, block.window_step = start, 0
-        if cache is None:
+        if caches is None:
             prompts = [block.prompt for block in blocks]
             input_ids, attention_mask, positions = pack_batch(
                 prompts, canvases, self.pad_id, sampler.sub_block
             )
             logits = self.denoiser.logits(input_ids, attention_mask, positions)
         else:
-            canvas_ids, canvas_real, positions = pack_batch(
-                [[]] * len(blocks), canvases, self.pad_id, sampler.sub_block
-            )
-            hidden = self.context_cache.canvas_hidden(cache, canvas_ids, canvas_real)
-            logits = self.context_cache.head(hidden[positions.to(hidden.device)])
+            logits = caches.logits(active, blocks, draft.step, sampler.sub_block)
         per_window = draft.settings.steps_per_window()
         stepped = step(
             canvases,
