@@ -67,14 +67,17 @@ class LexicalStore:
         """The index of the catalog's ready chunks: the saved one when current, else rebuilt
         (and saved)."""
         version = self.catalog.ready_version()
+        folder = self.folder / str(version.generation)
+        if not folder.is_dir():
+            return self.rebuild()
         started = time.perf_counter()
         try:
-            index = self._load(version)
+            index = self._load(folder, version)
         except (OSError, ValueError, KeyError, TypeError) as error:
-            log.info("lexical index %d not usable (%s): rebuilding", version.generation, error)
-            # A folder under a final name is always whole: one that fails to load is damaged
-            # or outdated, and would keep the new one from taking its place.
-            shutil.rmtree(self.folder / str(version.generation), ignore_errors=True)
+            # A folder under a final name was whole when renamed there: one that does not load
+            # is damaged or another library's, and would keep the rebuilt one out of its place.
+            log.warning("lexical index %s not usable (%s): rebuilding it", folder, error)
+            shutil.rmtree(folder, ignore_errors=True)
             return self.rebuild()
         log.info(
             "lexical index: opened generation %d (%d chunks) in %.0f ms",
@@ -100,8 +103,7 @@ class LexicalStore:
         )
         return index
 
-    def _load(self, version: ReadyVersion) -> ReadyIndex:
-        folder = self.folder / str(version.generation)
+    def _load(self, folder: Path, version: ReadyVersion) -> ReadyIndex:
         manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
         saved_for = (manifest["library"], manifest["generation"], manifest["fingerprint"])
         if saved_for != (self.library_id, version.generation, version.fingerprint):
