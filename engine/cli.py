@@ -93,6 +93,9 @@ def cmd_draft(args: argparse.Namespace) -> int:
     workspace = open_workspace(args)
     model = args.model or workspace.settings.model
     drafter = workspace.drafter(model, args.int8 or args.fast)
+    budget = getattr(drafter.denoiser, "budget", None)
+    if budget is not None and budget.slow:
+        print(f"note: {budget.message}", file=sys.stderr, flush=True)
     settings = DraftSettings.from_recipe(
         drafter.denoiser.family.recipe,
         fast=args.fast,

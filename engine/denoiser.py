@@ -49,6 +49,7 @@ from engine.families import (
     read_config,
     special_ids,
 )
+from engine.model_budget import BudgetVerdict, ModelTooLargeError, check_budget, parameter_count
 
 EXAMPLE_HUB_ID = "dllm-hub/ModernBERT-large-chat-v0.1"
 HUB_PROBE_TIMEOUT_S = 5.0
@@ -421,18 +422,77 @@ def model_folder(name: str | Path) -> Path:
     return load_pretrained(name, fetch)
 
 
+def model_config(name: str | Path) -> dict:
+    """A model's config.json alone (from its folder, the hub cache, or the hub), so its family
+    and size are known before any weights are fetched or loaded."""
+    from huggingface_hub import hf_hub_download
+
+    def fetch(path: str, local_files_only: bool) -> Path:
+        if Path(path).is_dir():
+            return Path(path) / "config.json"
+        return Path(hf_hub_download(path, "config.json", local_files_only=local_files_only))
+
+    path = load_pretrained(name, fetch)
+    return _read_config(str(name), path.parent)
+
+
+def model_family(name: str, config: dict) -> Family:
+    try:
+        return family_of_config(config)
+    except UnknownFamily as error:
+        raise load_error(name, str(error)) from error
+
+
+TYPICAL_SECTIONS = 3  # sections drafted together, for the time estimate
+TYPICAL_SECTION_TOKENS = 128  # the references' answer length
+
+
+def model_budget(
+    config: dict, family: Family, device: str | torch.device | None = None, int8: bool = False
+) -> BudgetVerdict | None:
+    """Will the model fit this machine, and how long will a step take? Estimated from its config
+    for a typical draft: three sections read with prompts as long as the context the family was
+    tuned at (at most 1,024 tokens), the logits of one sub-block each. None when the config
+    lacks the sizes to tell (loading then says what is wrong with it)."""
+    device = pick_device(device)
+    limits = [_config_limit(config), family.trained_context, 1024]
+    context = min(limit for limit in limits if limit)
+    dtype_bytes = 2 if device.type == "cuda" else (1 if int8 else 4)
+    try:
+        parameter_count(config)
+    except (KeyError, ValueError, TypeError):
+        return None
+    return check_budget(
+        config,
+        device=device,
+        dtype_bytes=dtype_bytes,
+        batch_tokens=TYPICAL_SECTIONS * context,
+        sequence_length=context,
+        logit_tokens=TYPICAL_SECTIONS * (family.recipe.sub_block or TYPICAL_SECTION_TOKENS),
+        tokens_per_section=TYPICAL_SECTION_TOKENS,
+        tokens_per_step=family.recipe.tokens_per_step,
+    )
+
+
 def load_denoiser(
     name: str | Path, device: str | torch.device | None = None, int8: bool = False
 ) -> Denoiser:
     """The adapter the model's family needs (from its config.json; int8 linear layers when asked,
-    for masked LMs on a CPU)."""
+    for masked LMs on a CPU), after checking that it fits this machine: one that cannot is
+    refused with ModelTooLargeError before any weights are fetched. The verdict (with the time a
+    step will take) is kept as `denoiser.budget`."""
+    name = str(name)
+    config = model_config(name)
+    family = model_family(name, config)
+    verdict = model_budget(config, family, device, int8)
+    if verdict is not None and not verdict.fits:
+        raise ModelTooLargeError(verdict)
     folder = model_folder(name)
-    try:
-        family = family_of_config(_read_config(str(name), folder))
-    except UnknownFamily as error:
-        raise load_error(str(name), str(error)) from error
     if family.architecture == "masked_lm":
-        return HFMaskedLMDenoiser(folder, device=device, int8=int8, name=str(name))
-    if family.architecture in ("llada", "dream"):
-        return NativeDenoiser(folder, family, device=device, name=str(name))
-    return TrustRemoteCodeDenoiser(folder, device=device, name=str(name))
+        denoiser = HFMaskedLMDenoiser(folder, device=device, int8=int8, name=name)
+    elif family.architecture in ("llada", "dream"):
+        denoiser = NativeDenoiser(folder, family, device=device, name=name)
+    else:
+        denoiser = TrustRemoteCodeDenoiser(folder, device=device, name=name)
+    denoiser.budget = verdict
+    return denoiser

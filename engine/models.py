@@ -10,8 +10,9 @@ import json
 import threading
 from pathlib import Path
 
-from engine.denoiser import Denoiser, load_denoiser
+from engine.denoiser import Denoiser, load_denoiser, model_budget
 from engine.families import BERT_CHAT, Family, family_of_config
+from engine.model_budget import BudgetVerdict
 
 DEMO_MODEL = "demo"
 
@@ -39,21 +40,20 @@ class Denoisers:
                     return denoiser.family
         if model == DEMO_MODEL:
             return BERT_CHAT
-        config = Path(model).expanduser() / "config.json"
-        if not config.is_file():
-            from huggingface_hub import try_to_load_from_cache
-
-            try:
-                cached = try_to_load_from_cache(model, "config.json")
-            except ValueError:  # not a valid hub id
-                return None
-            if not isinstance(cached, str):
-                return None
-            config = Path(cached)
+        config = _config_at_hand(model)
         try:
-            return family_of_config(json.loads(config.read_text()))
-        except (OSError, ValueError):
+            return family_of_config(config) if config is not None else None
+        except ValueError:
             return None
+
+    def budget(self, model: str, int8: bool = False) -> BudgetVerdict | None:
+        """Whether `model` fits this machine and how slow a step will be, estimated from its
+        config before loading; None when no config is at hand or its family is unknown."""
+        config = _config_at_hand(self._path(model) if model == DEMO_MODEL else model)
+        family = self.family(model)
+        if config is None or family is None:
+            return None
+        return model_budget(config, family, int8=int8)  # None: the config lacks sizes
 
     def loaded(self, model: str, int8: bool = False) -> bool:
         with self._lock:
@@ -68,3 +68,22 @@ class Denoisers:
 
             build_tiny_bert(folder)
         return str(folder)
+
+
+def _config_at_hand(model: str) -> dict | None:
+    """config.json of a model folder, or of a hub id already in the local cache; never fetched."""
+    config = Path(model).expanduser() / "config.json"
+    if not config.is_file():
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(model, "config.json")
+        except ValueError:  # not a valid hub id
+            return None
+        if not isinstance(cached, str):
+            return None
+        config = Path(cached)
+    try:
+        return json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +20,7 @@ from engine.denoiser import (
 )
 from engine.draft import canvas_text
 from engine.families import LLADA, special_ids
+from engine.model_budget import ModelTooLargeError
 from engine.sampler import Canvas, SamplerSettings, pack_batch, step
 from engine.testmodels import (
     STUB_MASK_ID,
@@ -228,3 +229,25 @@ def test_remote_code_model_takes_its_mask_id_from_config_and_unshifted_logits(tm
     with torch.inference_mode():
         full = denoiser.model(input_ids).logits
     torch.testing.assert_close(logits, full[positions])
+
+
+def test_a_model_too_large_for_this_machine_is_refused_before_any_weights_load(tmp_path):
+    """An LLaDA-8B-shaped config made ten times deeper: no machine like this one holds it; the
+    folder has no weights at all, so reaching them would fail differently."""
+    config = {
+        "model_type": "llada",
+        "architectures": ["LLaDAModelLM"],
+        "d_model": 4096,
+        "n_heads": 32,
+        "n_kv_heads": 32,
+        "n_layers": 320,
+        "mlp_hidden_size": 12288,
+        "vocab_size": 126464,
+        "embedding_size": 126464,
+        "max_sequence_length": 4096,
+        "mask_token_id": 126336,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelTooLargeError, match=r"needs about [\d.]+ GiB") as error:
+        load_denoiser(tmp_path, device="cpu")
+    assert "available" in str(error.value)

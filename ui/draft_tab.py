@@ -186,6 +186,7 @@ def build_draft_tab(app: gr.Blocks, tab: gr.Tab, sessions: Sessions) -> DraftTab
                 "<small>A hub model is downloaded once, when online. Offline, type the path of "
                 "a model folder, or try the interaction with the demo model.</small>"
             )
+            model_note = gr.Markdown(elem_id="model-note")
             gr.Markdown(
                 "<small>Sampling starts from the chosen model's published recipe (README, "
                 "Model families); change any of it here.</small>"
@@ -385,18 +386,21 @@ def build_draft_tab(app: gr.Blocks, tab: gr.Tab, sessions: Sessions) -> DraftTab
 
     def on_model(model_name: str, n_tokens: float, request: gr.Request):
         """Fill the sampling controls from the chosen model family's recipe."""
-        family = sessions(request).workspace.denoisers.family(model_name or "")
+        denoisers = sessions(request).workspace.denoisers
+        family = denoisers.family(model_name or "")
         if family is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), ""
         recipe = family.recipe
         rule = THRESHOLD if recipe.threshold is not None else SCHEDULE
         tau = recipe.threshold if recipe.threshold is not None else gr.skip()
-        return recipe.steps_for(int(n_tokens)), rule, tau, recipe.temperature
+        budget = denoisers.budget(model_name)
+        note = f"<small>{family.name}. {budget.message}</small>" if budget else ""
+        return recipe.steps_for(int(n_tokens)), rule, tau, recipe.temperature, note
 
     model.change(
         on_model,
         inputs=[model, block_tokens],
-        outputs=[steps, schedule, threshold, temperature],
+        outputs=[steps, schedule, threshold, temperature, model_note],
         api_visibility="undocumented",
     )
 
