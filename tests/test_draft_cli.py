@@ -181,3 +181,42 @@ def test_hundreds_of_sections_or_a_huge_instruction_is_one_clear_error(library_d
         assert result.returncode != 0
         assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
         assert "split the document" in result.stderr or "characters; at most" in result.stderr
+
+
+def test_a_hub_id_in_the_local_cache_drafts_offline_through_its_family(library_dir, tmp_path):
+    """A LLaDA checkpoint laid out as the hub cache holds it (refs/main, snapshots/<commit>),
+    named by its hub id: with HF_HUB_OFFLINE it loads from the cache, through the native LLaDA
+    architecture, and drafts with LLaDA's recipe."""
+    from llada_checkpoints import write_dense_checkpoint
+
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--GSAI-ML--LLaDA-8B-Instruct"
+    write_dense_checkpoint(repo / "snapshots" / commit, max_sequence_length=1024)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "draft", INSTRUCTION, "--section", HEADINGS[0]]
+        + ["--model", "GSAI-ML/LLaDA-8B-Instruct", "--block-tokens", "40", "--json"],
+        cwd=REPO_ROOT,
+        env=cli_env(library_dir, HF_HUB_CACHE=str(tmp_path / "hub")),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    draft = json.loads(result.stdout)
+    assert draft["done"]
+    with sqlite3.connect(library_dir / "drafts.sqlite3") as db:
+        body = json.loads(
+            db.execute(
+                "SELECT body FROM drafts WHERE draft_id = ?", (draft["draft_id"],)
+            ).fetchone()[0]
+        )
+    settings = body["settings"]
+    assert settings["model"] == "GSAI-ML/LLaDA-8B-Instruct"
+    assert (settings["sub_block"], settings["steps"], settings["order"]) == (
+        32,
+        40,
+        "low_confidence",
+    )
+    assert body["blocks"][0]["canvas"]["mask_id"] == 2  # the tiny config's mask_token_id
