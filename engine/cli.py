@@ -111,6 +111,7 @@ def cmd_draft(args: argparse.Namespace) -> int:
         order=args.order,
         threshold=args.threshold,
         min_tokens=args.min_tokens,
+        cfg=args.cfg,
         context_cache=args.context_cache or None,
         int8=args.int8 or None,
     )
@@ -291,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recipe.add_argument("--threshold", type=float, help="commit by confidence >= this (Fast-dLLM)")
     recipe.add_argument("--min-tokens", type=int, help="a section never ends before this")
+    recipe.add_argument("--cfg", type=float, help="classifier-free guidance scale (LLaDA's)")
     recipe.add_argument(
         "--fast",
         action="store_true",

@@ -66,6 +66,7 @@ class DraftSettings:
     score_sampled: bool = False  # score by the tempered, filtered distribution (Dream)
     min_tokens: int = 0  # a section never ends before this many tokens
     ends_last: bool = False  # end tokens commit after every other proposal
+    cfg: float = 0.0  # classifier-free guidance scale (LLaDA's cfg_scale; 0: none)
     # Speed settings, opt-in until shown not to change the draft (README, Performance):
     context_cache: bool = False  # Fast-dLLM's prefix cache, refreshed at each sub-block start
     int8: bool = False  # dynamic int8 linear layers (CPU only; ignored on a GPU)
@@ -80,6 +81,8 @@ class DraftSettings:
                 f"steps must be 1-{MAX_STEPS}, tokens per block 1-{MAX_BLOCK_TOKENS} and "
                 f"passages 0-{MAX_PASSAGES}"
             )
+        if self.cfg < 0 or (self.cfg > 0 and self.context_cache):
+            raise DraftError("guidance must be >= 0, and runs without the context cache")
         self.sampler()  # validates the sampling fields
 
     def sampler(self) -> SamplerSettings:

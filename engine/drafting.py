@@ -168,11 +168,7 @@ class Drafter:
             if start != block.window_start:
                 block.window_start, block.window_step = start, 0
         if caches is None:
-            prompts = [block.prompt for block in blocks]
-            input_ids, attention_mask, positions = pack_batch(
-                prompts, canvases, self.pad_id, sampler.sub_block
-            )
-            logits = self.denoiser.logits(input_ids, attention_mask, positions)
+            logits = self._logits([b.prompt for b in blocks], canvases, draft.settings)
         else:
             logits = caches.logits(active, blocks, draft.step, sampler.sub_block)
         per_window = draft.settings.steps_per_window()
@@ -192,6 +188,22 @@ class Drafter:
             block.window_step += 1
         draft.step += 1
         draft.rng_state = generator.get_state().numpy().tobytes()
+
+    def _logits(self, prompts: list[list[int]], canvases: list, settings: DraftSettings):
+        """One batched forward pass at the candidate positions. With guidance (`cfg` > 0, LLaDA's
+        unsupervised classifier-free guidance), each row also runs with its prompt masked, in
+        the same pass, and the logits become uncond + (cfg + 1) * (cond - uncond)."""
+        if settings.cfg > 0:
+            unconditional = [[self.denoiser.mask_token_id] * len(p) for p in prompts]
+            prompts, canvases = prompts + unconditional, canvases + canvases
+        input_ids, attention_mask, positions = pack_batch(
+            prompts, canvases, self.pad_id, settings.sub_block
+        )
+        logits = self.denoiser.logits(input_ids, attention_mask, positions)
+        if settings.cfg > 0:
+            conditional, unconditional = logits.chunk(2)
+            logits = unconditional + (settings.cfg + 1) * (conditional - unconditional)
+        return logits
 
     def _prompt(self, draft: Draft, index: int) -> list[int]:
         block = draft.blocks[index]

@@ -66,6 +66,7 @@ class Recipe:
     score_sampled: bool = False
     min_tokens: int = 0
     ends_last: bool = False
+    cfg: float = 0.0
 
     def steps_for(self, block_tokens: int) -> int:
         """Steps of one run of a canvas of `block_tokens`."""
@@ -86,6 +87,7 @@ class Recipe:
             score_sampled=self.score_sampled,
             min_tokens=self.min_tokens,
             ends_last=self.ends_last,
+            cfg=self.cfg,
         )
 
 
@@ -102,6 +104,7 @@ RECIPE_FIELDS = frozenset(
         "score_sampled",
         "min_tokens",
         "ends_last",
+        "cfg",
     }
 )  # the DraftSettings fields a recipe sets
 

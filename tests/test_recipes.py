@@ -36,13 +36,20 @@ def full_logits(denoiser, x: torch.Tensor) -> torch.Tensor:
     return denoiser.logits(x[None], torch.ones_like(x)[None], everywhere).float().clone()
 
 
-def suppressed(denoiser, drafter: Drafter, x: torch.Tensor) -> torch.Tensor:
+def suppressed(denoiser, drafter: Drafter, x: torch.Tensor, cfg: float = 0.0, prompt: int = 0):
+    """The logits the reference reads; with `cfg`, LLaDA's guidance: the same sequence with its
+    `prompt` first tokens masked, combined as un + (cfg + 1) * (cond - un)."""
     logits = full_logits(denoiser, x)
+    if cfg > 0:
+        unconditional = x.clone()
+        unconditional[:prompt] = denoiser.mask_token_id
+        un = full_logits(denoiser, unconditional)
+        logits = un + (cfg + 1) * (logits - un)
     logits[:, drafter.forbidden] = float("-inf")
     return logits
 
 
-def llada_reference(drafter, prompt, length, steps, block, threshold=None):
+def llada_reference(drafter, prompt, length, steps, block, threshold=None, cfg=0.0):
     """ML-GSAI/LLaDA `generate.py` (and dllm's `MDLMSampler`): blocks of `block` tokens left to
     right, steps // blocks steps each, `get_num_transfer_tokens` (base plus the remainder first),
     argmax proposals, confidence = softmax(logits)[x0], top-k inside the current block. With a
@@ -60,7 +67,7 @@ def llada_reference(drafter, prompt, length, steps, block, threshold=None):
         counts = [n // per_block + (1 if i < n % per_block else 0) for i in range(per_block)]
         i = 0
         while (x[lo:hi] == mask).any():
-            logits = suppressed(denoiser, drafter, x)
+            logits = suppressed(denoiser, drafter, x, cfg, start)
             x0 = logits.argmax(-1)
             confidence = torch.softmax(logits, -1).gather(-1, x0[:, None]).squeeze(-1)
             confidence[hi:] = float("-inf")
@@ -170,6 +177,19 @@ def test_sub_block_recipes_commit_what_llada_generate_commits(
     for block in draft.blocks:
         tokens, at = llada_reference(drafter, block.prompt, 64, settings.steps, 32)
         assert_same_commits(block, tokens, at)
+
+
+def test_guidance_commits_what_llada_generate_commits_with_cfg(workspace, checkpoints):
+    drafter, draft = draft_with(
+        workspace, checkpoints["llada"], LLADA.recipe, block_tokens=32, steps=16, cfg=1.5
+    )
+    for block in draft.blocks:
+        tokens, at = llada_reference(drafter, block.prompt, 32, 16, 32, cfg=1.5)
+        assert_same_commits(block, tokens, at)
+    unguided = draft_with(workspace, checkpoints["llada"], LLADA.recipe, block_tokens=32, steps=16)
+    assert not all(
+        a.canvas.equals(b.canvas) for a, b in zip(draft.blocks, unguided[1].blocks, strict=True)
+    )
 
 
 def test_threshold_commits_what_fast_dllm_commits(workspace, checkpoints):
