@@ -63,6 +63,7 @@ class Drafter:
         )
         self.context_cache = getattr(denoiser, "context_cache", None)
         self.pad_id = denoiser.pad_token_id
+        self.aligned = getattr(denoiser, "block_size", None) is not None  # block-causal
 
     # -- creating and viewing ------------------------------------------------------------------
 
@@ -163,8 +164,9 @@ class Drafter:
         blocks = [draft.blocks[i] for i in active]
         canvases = [block.canvas for block in blocks]
         sampler = draft.settings.sampler()
-        for block in blocks:  # a new sub-block starts with a fresh step budget
-            start, _ = window(block.canvas, sampler.sub_block)
+        origins = [self._origin(block) for block in blocks]
+        for block, origin in zip(blocks, origins, strict=True):  # a new sub-block: a new budget
+            start, _ = window(block.canvas, sampler.sub_block, origin)
             if start != block.window_start:
                 block.window_start, block.window_step = start, 0
         if caches is None:
@@ -181,6 +183,7 @@ class Drafter:
             settings=sampler,
             forbidden=self.forbidden,
             generator=generator,
+            origins=origins,
         )
         for block, canvas in zip(blocks, stepped, strict=True):
             block.canvas = canvas
@@ -197,13 +200,18 @@ class Drafter:
             unconditional = [[self.denoiser.mask_token_id] * len(p) for p in prompts]
             prompts, canvases = prompts + unconditional, canvases + canvases
         input_ids, attention_mask, positions = pack_batch(
-            prompts, canvases, self.pad_id, settings.sub_block
+            prompts, canvases, self.pad_id, settings.sub_block, self.aligned
         )
         logits = self.denoiser.logits(input_ids, attention_mask, positions)
         if settings.cfg > 0:
             conditional, unconditional = logits.chunk(2)
             logits = unconditional + (settings.cfg + 1) * (conditional - unconditional)
         return logits
+
+    def _origin(self, block: Block) -> int:
+        """Where the block's sub-blocks are counted from: its prompt's first token for a
+        block-causal model (its blocks start there), else the canvas start."""
+        return len(block.prompt) if self.aligned else 0
 
     def _prompt(self, draft: Draft, index: int) -> list[int]:
         block = draft.blocks[index]

@@ -161,9 +161,12 @@ class Canvas:
         )
 
 
-def window(canvas: Canvas, sub_block: int) -> tuple[int, int]:
+def window(canvas: Canvas, sub_block: int, origin: int = 0) -> tuple[int, int]:
     """[start, end) of the sub-block being decoded: the first (of `sub_block` tokens, counted
-    from the canvas start) that holds an open mask. `sub_block` 0 is the whole canvas.
+    from the canvas start, or from `origin` tokens before it) that holds an open mask.
+    `sub_block` 0 is the whole canvas. Block-causal models count their blocks from the first
+    token of the input, so for them `origin` is the prompt's length and the canvas's first
+    sub-block may be shorter.
 
     This is LLaDA's semi-autoregressive decoding: left to right between sub-blocks, in parallel
     inside one. The references advance by loop index; taking the first sub-block with an open
@@ -175,17 +178,17 @@ def window(canvas: Canvas, sub_block: int) -> tuple[int, int]:
         return length, length
     if sub_block <= 0:
         return 0, length
-    start = int(open_positions[0]) // sub_block * sub_block
-    return start, min(start + sub_block, length)
+    start = (int(open_positions[0]) + origin) // sub_block * sub_block - origin
+    return max(start, 0), min(start + sub_block, length)
 
 
-def active(canvas: Canvas, sub_block: int) -> Tensor:
+def active(canvas: Canvas, sub_block: int, origin: int = 0) -> Tensor:
     """[L] bool: the masks of the current sub-block, the positions a step may commit.
 
     Masks past an end token inside the sub-block stay candidates, as in the references (which
     never stop early), so the commits before the end are theirs exactly; only sub-blocks wholly
     past the end are skipped, and they cannot change the text."""
-    start, stop = window(canvas, sub_block)
+    start, stop = window(canvas, sub_block, origin)
     inside = torch.zeros(len(canvas), dtype=torch.bool)
     inside[start:stop] = True
     return canvas.masked & inside
@@ -444,6 +447,7 @@ def step(
     settings: SamplerSettings = SamplerSettings(),
     forbidden: Tensor | None = None,
     generator: torch.Generator | None = None,
+    origins: Sequence[int] | None = None,
 ) -> list[Canvas]:
     """One denoising step for a batch of canvases.
 
@@ -452,9 +456,13 @@ def step(
     returns for the `positions` mask `pack_batch` builds from the canvases in this order.
     `steps_left` (this step included) and `steps_total` count steps of the current sub-block and
     `step_index` is recorded as `commit_step`, per canvas, so blocks at different points of their
-    runs step together.
+    runs step together. `origins` place each canvas's sub-blocks (see `window`).
     """
-    candidates = [active(canvas, settings.sub_block) for canvas in canvases]
+    origins = origins if origins is not None else [0] * len(canvases)
+    candidates = [
+        active(canvas, settings.sub_block, origin)
+        for canvas, origin in zip(canvases, origins, strict=True)
+    ]
     counts = [int(c.sum()) for c in candidates]
     if logits.shape[0] != sum(counts):
         raise ValueError(f"got {logits.shape[0]} logit rows for {sum(counts)} masked positions")
@@ -502,10 +510,12 @@ def pack_batch(
     canvases: Sequence[Canvas],
     pad_token_id: int,
     sub_block: int = 0,
+    aligned: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The one batched forward pass of a step: each row is a prompt followed by its canvas,
     right-padded. Returns `input_ids` and `attention_mask` [B, W], and `positions` [B, W], True at
     the canvases' `active` positions: the rows `Denoiser.logits` returns, in the order `step` reads.
+    `aligned`: sub-blocks counted from each row's first token (block-causal models).
     """
     rows = [
         list(prompt) + canvas.tokens.tolist()
@@ -518,7 +528,8 @@ def pack_batch(
     for b, (prompt, row, canvas) in enumerate(zip(prompts, rows, canvases, strict=True)):
         input_ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
         attention_mask[b, : len(row)] = 1
-        positions[b, len(prompt) : len(row)] = active(canvas, sub_block)
+        origin = len(prompt) if aligned else 0
+        positions[b, len(prompt) : len(row)] = active(canvas, sub_block, origin)
     return input_ids, attention_mask, positions
 
 
