@@ -1,62 +1,57 @@
-"""Denoising speed: the engine's sampler against a naive LLaDA-style reference (issue 5, part 1).
+"""Denoising speed at real shapes: the references' recipes, the engine and its speed options.
 
     python bench/denoise.py [--shapes tiny base large] [--steps 16] [--threads N]
-                            [--variants naive exact ours int8] [--cache DIR]
+                            [--variants naive exact threshold cache fast-dllm int8] [--cache DIR]
 
-Prints JSON on stdout (progress goes to stderr). Both variants denoise the same synthetic draft:
+Prints JSON on stdout (progress goes to stderr). Every variant denoises the same synthetic draft:
 4 sections x 128 masked tokens, each section with 384 tokens of evidence (3 passages of filler
-prose, as `SearchHit`s, so no library or embedding model is involved), with the same model and the
-same commits per step (the engine's linear schedule: 128 / steps tokens per block per step,
-argmax proposals, low-confidence order, one seeded generator).
+prose, as `SearchHit`s served by a fixed stand-in for the library, so no embedding model is
+involved), with BERT-chat's published recipe, which is LLaDA's too (`engine.families`): sub-blocks
+of 32 tokens decoded left to right, one token per sub-block per step (128 steps per section),
+low-confidence order, argmax proposals, one seeded generator. Sections are held to their full
+length (`min_tokens` = 128): random weights would otherwise end some early at a random end token,
+and the variants would time different shapes.
 
 Variants:
-- `naive`: one sequence holding the instruction, every section's heading and evidence, then all
-  four canvases; every step recomputes the whole sequence and evaluates the LM head at every
-  position (the model's full forward, `.logits`), then commits with `engine.sampler.step`. All four
-  blocks step together, so it takes as many forward passes as `ours` (LLaDA's own semi-
-  autoregressive schedule would denoise the blocks one after another: 4x the passes).
-- `exact`: the engine's windows without the context cache: one window per block
-  (`engine.prompting.prompt_ids`: instruction, heading, the block's evidence, the tail of the
-  previous block and the head of the next; rebuilt every `ROUND` steps, as the engine's
-  `refresh_every`) plus its canvas, batched with `pack_batch`, LM head only at masked positions
-  (`Denoiser.logits` with `positions`), `step`.
-- `ours`: the engine with every optimisation: as `exact`, but each round encodes the prompts once
-  (`ModernBertContextCache.encode_prompts`) and every step runs only the canvases against those
-  keys and values. At the stalest step of each round (the cache `ROUND - 1` steps old) the exact
-  logits are computed too, untimed, for `cache_top1_agreement` (share of masked positions whose
-  argmax proposal is the same) and `cache_kl` (mean KL(exact || cached) per position).
-  The prompt budget is large enough that no evidence is clipped (the shaped test models carry the
-  tiny tokenizer, whose 512-token limit would otherwise trim the evidence).
-  Random weights write random tokens, whose decoded bytes re-tokenise into several times as many
-  tokens as prose would; so a neighbour is shown through `engine.draft.block_text` with prose
-  (the section's reference text) at its committed positions: the context is as long as a real
-  draft's, and built by the engine's code.
+- `naive`: the reference loop as LLaDA's `generate.py` writes it: one sequence holding the
+  instruction, every section's heading and evidence, then all four canvases; every step
+  recomputes the whole sequence and evaluates the LM head at every position (the model's full
+  forward, `.logits`), then commits with `engine.sampler.step`, one token per sub-block. All four
+  sections step together, so it takes as many forward passes as `exact` (LLaDA would decode them
+  one after another: 4x the passes).
+- `exact`: the engine (`Drafter.start` / `Drafter.run`, everything a real step does: retrieval
+  refresh every 4 steps, each section's own prompt with its neighbours, one batched pass, the LM
+  head at the masks of the current sub-blocks only, the commit, saving the draft), fp32, no cache;
+- `threshold`: as `exact` with Fast-dLLM's confidence threshold (0.9): random weights are never
+  that confident, so it commits one token per sub-block per step like `exact`; what it saves on
+  a real checkpoint is measured by `bench/fidelity.py --model DIR`;
+- `cache`: as `exact` with the context cache (`DraftSettings(context_cache=True)`: Fast-dLLM's
+  prefix cache, a full pass at each sub-block start or new prompt, reuse within);
+- `fast-dllm`: cache and threshold together, the combination behind Fast-dLLM's figures;
+- `int8`: `fast-dllm` with dynamic int8 linear layers (the "fast on CPU" preset plus the cache).
 
 Models: tiny (`build_tiny_modernbert`), ModernBERT-base and -large shapes
 (`build_shaped_modernbert`, random weights: timing does not depend on them; they carry the tiny
-tokenizer, so all three read the same token ids), built once into a cache folder and loaded
-through `HFMaskedLMDenoiser`, the real loading path, in float32 on the CPU.
+tokenizer, whose limit is raised to ModernBERT's 8192 so that the context is BERT-chat's trained
+1024 tokens and no evidence is clipped), built once into a cache folder and loaded through
+`engine.denoiser.load_denoiser`, the real loading path, in float32 on the CPU.
 
 Per variant, each in its own subprocess (so memory and allocator state do not leak between them):
-- one untimed warm-up forward pass, then `--steps` timed steps, each timed end to end (prompt
-  building, packing, forward pass, commit); `ms_per_step` is the median, `seconds_per_draft` the
-  sum, `committed_tokens_per_s` the committed tokens over that sum; the medians of the three parts
-  are reported too;
-- `forward_passes`: timed passes (the warm-up is not counted);
+- an untimed warm-up step on a separate draft, then the first `--steps` steps of a fresh draft,
+  each timed end to end; `ms_per_step` is the median, `mean_ms_per_step` the mean (a cached
+  step is the median; the mean includes the full passes);
+- `committed_tokens_per_s`: tokens committed over the timed steps / their total time, and
+  `speedup_vs_naive` its ratio to `naive`'s (equal passes here, so also the ratio of mean steps);
+- `prompt_tokens_per_section`: the mean length of the sections' prompts (the engine's own
+  prompts: random neighbours' text re-tokenises longer than prose would);
 - memory: the process's resident-set high-water mark (VmHWM) over the timed steps, after resetting
   it through /proc/self/clear_refs, so model loading does not count; `step_memory_mb` is that peak
-  minus the resident set just before the steps (activations, logits, allocator growth), and
-  `peak_rss_mb` the peak itself (weights included). Where the reset is not possible, `ru_maxrss` of
-  the whole process is reported instead and `memory_method` says so.
+  minus the resident set just before the steps, and `peak_rss_mb` the peak itself (weights
+  included). Where the reset is not possible, `ru_maxrss` of the whole process is reported
+  instead and `memory_method` says so.
 
-FLOP floor per step: 2 x non-embedding parameters x positions processed (real tokens, padding
-excluded), over the fp32 matmul peak measured in the same run (best of several 2048^3 matmuls at
-the same thread count). `floor_with_head_ms` adds 2 x vocabulary x hidden per LM-head row (every
-position for `naive`, the masked ones for `ours`); attention scores are not counted.
-`over_floor` = measured median ms per step / floor. `speedup_per_step_<variant>` = naive mean ms
-per step / the variant's mean ms per step (equal passes, so also the ratio of whole drafts; above
-1: faster than naive). The median (`ms_per_step`) is a cached step; the mean includes each round's
-prompt encoding.
+`published` holds Fast-dLLM's own figures (LLaDA-8B-Instruct on one A100, GSM8K 5-shot) as
+reference numbers: other model, other hardware; compare ratios, not tokens per second.
 """
 
 from __future__ import annotations
@@ -70,38 +65,67 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from engine.context_cache import PromptCache
-from engine.denoiser import HFMaskedLMDenoiser, build_prompt_ids, forbidden_token_ids
-from engine.draft import canvas_text
+from engine.denoiser import (
+    Denoiser,
+    HFMaskedLMDenoiser,
+    build_prompt_ids,
+    forbidden_token_ids,
+    load_denoiser,
+)
+from engine.draft import DraftSettings
+from engine.draft_store import DraftStore
+from engine.drafting import Drafter
+from engine.families import BERT_CHAT, FAST_THRESHOLD
 from engine.library import SearchHit
-from engine.prompting import SYSTEM, edges_first, prompt_ids
-from engine.sampler import Canvas, SamplerSettings, State, pack_batch, step
+from engine.prompting import SYSTEM, edges_first
+from engine.sampler import Canvas, State, active, step
 from engine.testmodels import build_shaped_modernbert, build_tiny_modernbert
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase as Tokenizer
 
 SHAPES = ("tiny", "base", "large")
-VARIANTS = ("naive", "exact", "ours", "int8")
-ROUND = 4  # DraftSettings.refresh_every: prompts (and the context cache) are rebuilt this often
+VARIANTS = ("naive", "exact", "threshold", "cache", "fast-dllm", "int8")
+ENGINE_OPTIONS = {  # variant: (threshold, context cache, int8)
+    "exact": (None, False, False),
+    "threshold": (FAST_THRESHOLD, False, False),
+    "cache": (None, True, False),
+    "fast-dllm": (FAST_THRESHOLD, True, False),
+    "int8": (FAST_THRESHOLD, True, True),
+}
+RECIPE = BERT_CHAT.recipe  # sub-blocks of 32, one token per step: LLaDA's recipe too
+REFRESH_EVERY = 4  # DraftSettings.refresh_every
 SECTIONS = 4
 BLOCK_TOKENS = 128
 EVIDENCE_TOKENS = 384  # per section
 PASSAGES = 3  # DraftSettings.passages
-CONTEXT_CHARS = 200  # DraftSettings.context_chars
-PROMPT_BUDGET = 4096  # tokens: large enough that prompt_ids never clips the evidence
+TOKENIZER_LIMIT = 8192  # ModernBERT's own tokenizer limit
 SEED = 0
-MATMUL_SIZE = 2048
-MATMUL_REPEATS = 5
-DEFAULT_CACHE = Path("/tmp/palimpsest-bench-models")
+DEFAULT_CACHE = Path("/tmp/palimpsest-bench-denoise")
+
+PUBLISHED = {
+    "label": "published figures, other model and hardware: not measured here",
+    "source": "Fast-dLLM (Wu et al., 2025), ../shared/REFERENCES.md",
+    "model": "LLaDA-8B-Instruct",
+    "hardware": "one NVIDIA A100",
+    "task": "GSM8K 5-shot",
+    "tokens_per_s": {
+        "256": {"llada": 6.7, "fast_dllm": 54.4, "speedup": 8.1},
+        "512": {"llada": 3.2, "fast_dllm": 35.3, "speedup": 11.0},
+    },
+    "speedup_cache_alone": 3.2,
+    "speedup_threshold_alone": 2.5,
+    "accuracy_256": {"llada": 79.3, "fast_dllm": 78.5},
+}
 
 INSTRUCTION = "Draft a services agreement between a supplier and a customer, following the sources."
 HEADINGS = ["Definitions", "Services and payment", "Liability and indemnity", "Termination"]
@@ -137,7 +161,6 @@ def log(message: str) -> None:
 class Section:
     heading: str
     evidence: list[SearchHit]  # PASSAGES hits, EVIDENCE_TOKENS tokens of prose in all
-    reference: Tensor  # [BLOCK_TOKENS] prose token ids: what neighbours see at committed slots
 
 
 def filler(tokenizer: Tokenizer, n_tokens: int, seed: int) -> tuple[str, list[int]]:
@@ -173,8 +196,7 @@ def synthetic_sections(tokenizer: Tokenizer) -> list[Section]:
                     text=text,
                 )
             )
-        _, reference = filler(tokenizer, BLOCK_TOKENS, seed=100 * s + 99)
-        sections.append(Section(heading, hits, torch.tensor(reference, dtype=torch.long)))
+        sections.append(Section(heading, hits))
     return sections
 
 
@@ -189,41 +211,29 @@ def evidence_tokens(tokenizer: Tokenizer, sections: list[Section]) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# The two variants: inputs of one step, and the forward pass
+# The naive reference loop
 
 
 Inputs = tuple[Tensor, Tensor, Tensor]  # input_ids, attention_mask, positions (as pack_batch)
 
 
-def neighbour_text(tokenizer: Tokenizer, section: Section, canvas: Canvas) -> str:
-    """A neighbour block's text as the engine shows it, with prose at its committed positions."""
-    shown = replace(canvas, tokens=torch.where(canvas.masked, canvas.tokens, section.reference))
-    return canvas_text(tokenizer, shown, show_masks=False)
+class FixedEvidence:
+    """The library as the drafter sees it (`search_many`), serving each section its own
+    synthetic passages: a query is the instruction, the heading, then the section's text."""
 
+    def __init__(self, sections: list[Section]):
+        self.sections = sections
 
-def window_prompts(
-    tokenizer: Tokenizer, sections: list[Section], canvases: list[Canvas]
-) -> list[list[int]]:
-    """One prompt per block, as `Drafter._prompt` builds it at the start of a round."""
-    prompts = []
-    for i, section in enumerate(sections):
-        before = after = ""
-        if i > 0:
-            before = neighbour_text(tokenizer, sections[i - 1], canvases[i - 1])[-CONTEXT_CHARS:]
-        if i + 1 < len(sections):
-            after = neighbour_text(tokenizer, sections[i + 1], canvases[i + 1])[:CONTEXT_CHARS]
-        prompts.append(
-            prompt_ids(
-                tokenizer,
-                PROMPT_BUDGET,
-                INSTRUCTION,
-                section.heading,
-                section.evidence,
-                before,
-                after,
-            )
-        )
-    return prompts
+    def search_many(
+        self, queries: list[str], k: int = 5, doc_ids: list[list[str] | None] | None = None
+    ) -> list[list[SearchHit]]:
+        return [self.hits(query)[:k] for query in queries]
+
+    def hits(self, query: str) -> list[SearchHit]:
+        for section in self.sections:
+            if query.startswith(f"{INSTRUCTION} {section.heading}"):
+                return section.evidence
+        raise ValueError(f"no section for the query {query[:80]!r}")
 
 
 def naive_prefix(tokenizer: Tokenizer, sections: list[Section]) -> list[int]:
@@ -239,52 +249,22 @@ def naive_prefix(tokenizer: Tokenizer, sections: list[Section]) -> list[int]:
 
 
 def naive_inputs(prefix: list[int], canvases: list[Canvas]) -> Inputs:
-    """One sequence: the prefix, then the four canvases back to back."""
+    """One sequence: the prefix, then the four canvases back to back; the rows `step` reads are
+    the masks of each canvas's current sub-block."""
     input_ids = torch.cat([torch.tensor(prefix, dtype=torch.long)] + [c.tokens for c in canvases])
     positions = torch.cat(
-        [torch.zeros(len(prefix), dtype=torch.bool)] + [c.masked for c in canvases]
+        [torch.zeros(len(prefix), dtype=torch.bool)]
+        + [active(c, RECIPE.sub_block) for c in canvases]
     )
     return input_ids[None], torch.ones_like(input_ids)[None], positions[None]
 
 
 def naive_logits(denoiser: HFMaskedLMDenoiser, inputs: Inputs) -> Tensor:
-    """The model's full forward: LM head at every position; then the masked rows, in order."""
+    """The model's full forward: LM head at every position; then the rows `step` reads."""
     input_ids, attention_mask, positions = inputs
     with torch.inference_mode():
         logits = denoiser.model(input_ids=input_ids, attention_mask=attention_mask).logits
     return logits[positions]
-
-
-def window_logits(denoiser: HFMaskedLMDenoiser, inputs: Inputs) -> Tensor:
-    return denoiser.logits(*inputs)
-
-
-def cached_logits(denoiser: HFMaskedLMDenoiser, cache: PromptCache, inputs: Inputs) -> Tensor:
-    """The engine's cached step: only the canvases run, against the round's prompt cache."""
-    canvas_ids, canvas_real, positions = inputs
-    hidden = denoiser.context_cache.canvas_hidden(cache, canvas_ids, canvas_real)
-    return denoiser.context_cache.head(hidden[positions])
-
-
-def agreement(exact: Tensor, cached: Tensor) -> tuple[float, float]:
-    """Top-1 agreement of the proposals, and mean KL(exact || cached) over the masked rows."""
-    exact_log, cached_log = exact.float().log_softmax(-1), cached.float().log_softmax(-1)
-    top1 = (exact_log.argmax(-1) == cached_log.argmax(-1)).float().mean().item()
-    kl = (exact_log.exp() * (exact_log - cached_log)).sum(-1).mean().item()
-    return top1, kl
-
-
-# ---------------------------------------------------------------------------------------------
-# Measuring one variant (in-process; `main` runs each in a subprocess)
-
-
-def non_embedding_params(model: nn.Module) -> int:
-    """Parameters outside the token/position embeddings and the (usually tied) output layer."""
-    skip = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
-    output = model.get_output_embeddings()
-    if output is not None:
-        skip |= {id(p) for p in output.parameters()}
-    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
 
 
 def memory_status() -> dict[str, int]:
@@ -321,173 +301,124 @@ def measure_memory(reset: bool, before_kb: int) -> dict:
     }
 
 
-@dataclass
-class StepRecord:
-    total_s: float
-    build_s: float
-    forward_s: float
-    commit_s: float
-    positions: int  # real tokens through the model
-    padded_positions: int
-    head_rows: int  # rows the LM head was evaluated at
-
-
-def run_variant(
-    folder: str | Path, variant: str, steps: int = 16, measure_agreement: bool = True
-) -> dict:
-    """Denoise the synthetic draft with one variant; timings, counts and memory as a dict."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
-    cached = variant in ("ours", "int8")
-    denoiser = HFMaskedLMDenoiser(folder, device="cpu", int8=variant == "int8")
-    reference = HFMaskedLMDenoiser(folder, device="cpu") if variant == "int8" else denoiser
+def naive_steps(
+    denoiser: HFMaskedLMDenoiser, sections: list[Section], settings: DraftSettings, steps: int
+) -> tuple[list[Canvas], list[float], int]:
+    """The reference loop for `steps` steps after an untimed warm-up pass: the canvases, each
+    step's seconds, and the prompt length. Every canvas commits in its current sub-block, with
+    the sub-block's share of the steps, as `Drafter` counts them."""
     tokenizer = denoiser.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     forbidden = forbidden_token_ids(tokenizer, denoiser.vocab_size, denoiser.mask_token_id)
-    sections = synthetic_sections(tokenizer)
-    canvases = [Canvas.empty(BLOCK_TOKENS, denoiser.mask_token_id) for _ in sections]
-
     prefix = naive_prefix(tokenizer, sections)
-    prompts = window_prompts(tokenizer, sections, canvases)
-    cache = denoiser.context_cache.encode_prompts(prompts, pad_id)
-
-    def inputs_for(current: list[Canvas]) -> Inputs:
-        if variant == "naive":
-            return naive_inputs(prefix, current)
-        if variant == "exact":
-            return pack_batch(prompts, current, pad_id)
-        return pack_batch([[]] * len(current), current, pad_id)
-
-    def forward(inputs: Inputs) -> Tensor:
-        if variant == "naive":
-            return naive_logits(denoiser, inputs)
-        if variant == "exact":
-            return window_logits(denoiser, inputs)
-        return cached_logits(denoiser, cache, inputs)  # ours, int8
-
-    forward(inputs_for(canvases))  # warm-up, untimed and not counted
-    reset = reset_peak_rss()
-    before_kb = memory_status().get("VmRSS", 0)
+    canvases = [Canvas.empty(BLOCK_TOKENS, denoiser.mask_token_id) for _ in sections]
+    naive_logits(denoiser, naive_inputs(prefix, canvases))  # warm-up, untimed and not counted
     generator = torch.Generator().manual_seed(SEED)
-    records, agreements = [], []
-    for s in range(steps):
-        t0 = time.perf_counter()
-        new_round = s > 0 and s % ROUND == 0
-        if new_round and variant != "naive":
-            prompts = window_prompts(tokenizer, sections, canvases)
-            if cached:
-                cache = denoiser.context_cache.encode_prompts(prompts, pad_id)
-        inputs = inputs_for(canvases)
-        t1 = time.perf_counter()
-        logits = forward(inputs)
-        t2 = time.perf_counter()
-        if cached and measure_agreement and s % ROUND == ROUND - 1:
-            # the stalest step of a round: the cache is ROUND - 1 steps old (untimed)
-            exact = window_logits(reference, pack_batch(prompts, canvases, pad_id))  # fp32
-            agreements.append(agreement(exact, logits))
-        t3 = time.perf_counter()
+    per_window = settings.steps_per_window()
+    times = []
+    for at in range(1, steps + 1):
+        started = time.perf_counter()
         canvases = step(
             canvases,
-            logits,
-            steps_left=[steps - s] * len(canvases),
-            step_index=[s + 1] * len(canvases),
-            settings=SamplerSettings(),
+            naive_logits(denoiser, naive_inputs(prefix, canvases)),
+            steps_left=[per_window - (at - 1) % per_window] * len(canvases),
+            steps_total=[per_window] * len(canvases),
+            step_index=[at] * len(canvases),
+            settings=settings.sampler(),
             forbidden=forbidden,
             generator=generator,
         )
-        t4 = time.perf_counter()
-        input_ids, attention_mask, _ = inputs
-        positions = int(attention_mask.sum())
-        if cached and (s == 0 or new_round):
-            positions += sum(map(len, prompts))  # the round's prompt encoding
-        records.append(
-            StepRecord(
-                (t2 - t0) + (t4 - t3),
-                t1 - t0,
-                t2 - t1,
-                t4 - t3,
-                positions,
-                input_ids.numel(),
-                input_ids.numel() if variant == "naive" else logits.shape[0],
-            )
-        )
-        log(f"  {variant}: step {s + 1}/{steps} {1000 * records[-1].total_s:.0f} ms")
-    memory = measure_memory(reset, before_kb)
-    # parameter counts from the fp32 model: quantised layers hold packed weights, not parameters
-    result = summarise(reference, variant, sections, canvases, records) | memory
-    if agreements:
-        result["cache_top1_agreement"] = round(statistics.mean(a for a, _ in agreements), 4)
-        result["cache_kl"] = round(statistics.mean(k for _, k in agreements), 5)
-    return result
+        times.append(time.perf_counter() - started)
+        log(f"  naive: step {at}/{steps} {1000 * times[-1]:.0f} ms")
+    return canvases, times, len(prefix)
 
 
-def summarise(
-    denoiser: HFMaskedLMDenoiser,
-    variant: str,
+def engine_steps(
+    denoiser: Denoiser,
     sections: list[Section],
-    canvases: list[Canvas],
-    records: list[StepRecord],
-) -> dict:
-    def median_ms(values: list[float]) -> float:
-        return round(1000 * statistics.median(values), 2)
+    settings: DraftSettings,
+    steps: int,
+    scratch: Path,
+) -> tuple[list[Canvas], list[float], float]:
+    """The first `steps` steps of a draft through `Drafter`, after an untimed warm-up step on a
+    separate draft: the canvases, each step's seconds, and the mean prompt length."""
+    drafter = Drafter(FixedEvidence(sections), denoiser, DraftStore(scratch / "drafts.sqlite3"))
+    headings = [section.heading for section in sections]
+    warm_up = drafter.start(INSTRUCTION, headings, settings, seed=SEED)
+    for _ in drafter.run(warm_up, stop_after=1):
+        pass
+    draft = drafter.start(INSTRUCTION, headings, settings, seed=SEED)
+    events = drafter.run(draft, stop_after=steps)
+    times, prompt_tokens = [], []
+    while True:
+        started = time.perf_counter()
+        if next(events, None) is None:
+            break
+        times.append(time.perf_counter() - started)
+        prompt_tokens.append(statistics.mean(len(block.prompt or []) for block in draft.blocks))
+        log(f"  step {len(times)}/{steps} {1000 * times[-1]:.0f} ms")
+    return [block.canvas for block in draft.blocks], times, statistics.mean(prompt_tokens)
 
-    seconds = sum(r.total_s for r in records)
+
+def settings_for(folder: str | Path, variant: str) -> DraftSettings:
+    """The recipe, sections held to full length, and the variant's speed options."""
+    threshold, cache, int8 = ENGINE_OPTIONS.get(variant, (None, False, False))
+    return DraftSettings.from_recipe(
+        RECIPE,
+        model=str(folder),
+        block_tokens=BLOCK_TOKENS,
+        passages=PASSAGES,
+        refresh_every=REFRESH_EVERY,
+        min_tokens=BLOCK_TOKENS,
+        threshold=threshold,
+        context_cache=cache,
+        int8=int8,
+    )
+
+
+def run_variant(folder: str | Path, variant: str, steps: int = 16) -> dict:
+    """Denoise the synthetic draft with one variant; timings, counts and memory as a dict."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+    settings = settings_for(folder, variant)
+    denoiser = load_denoiser(str(folder), device="cpu", int8=settings.int8)
+    sections = synthetic_sections(denoiser.tokenizer)
+    with tempfile.TemporaryDirectory(prefix="palimpsest-denoise-") as scratch:
+        reset = reset_peak_rss()
+        before_kb = memory_status().get("VmRSS", 0)
+        if variant == "naive":
+            canvases, times, prompt_tokens = naive_steps(denoiser, sections, settings, steps)
+        else:
+            canvases, times, prompt_tokens = engine_steps(
+                denoiser, sections, settings, steps, Path(scratch)
+            )
+        memory = measure_memory(reset, before_kb)
+    seconds = sum(times)
     committed = sum(int((c.state != State.MASKED).sum()) for c in canvases)
-    output = denoiser.model.get_output_embeddings()
     return {
         "variant": variant,
-        "forward_passes": len(records),
-        "ms_per_step": median_ms([r.total_s for r in records]),
-        "mean_ms_per_step": round(1000 * seconds / len(records), 2),
-        "build_ms": median_ms([r.build_s for r in records]),
-        "forward_ms": median_ms([r.forward_s for r in records]),
-        "commit_ms": median_ms([r.commit_s for r in records]),
-        "seconds_per_draft": round(seconds, 3),
+        "threshold": settings.threshold,
+        "context_cache": settings.context_cache,
+        "int8": bool(getattr(denoiser, "int8", False)),
+        "forward_passes": len(times),
+        "ms_per_step": round(1000 * statistics.median(times), 2),
+        "mean_ms_per_step": round(1000 * seconds / len(times), 2),
+        "seconds": round(seconds, 3),
         "committed_tokens": committed,
-        "committed_tokens_per_s": round(committed / seconds, 1),
-        "masks_left": sum(c.n_masked for c in canvases),
-        "positions_per_step": round(statistics.mean(r.positions for r in records), 1),
-        "padded_positions_per_step": round(statistics.mean(r.padded_positions for r in records), 1),
-        "lm_head_rows_per_step": round(statistics.mean(r.head_rows for r in records), 1),
+        "tokens_per_step": round(committed / len(times), 2),
+        "committed_tokens_per_s": round(committed / seconds, 2),
+        "prompt_tokens_per_section": round(prompt_tokens, 1),
         "evidence_tokens_per_section": evidence_tokens(denoiser.tokenizer, sections),
-        "non_embedding_params": non_embedding_params(denoiser.model),
-        "lm_head_params": output.weight.numel() if output is not None else 0,
         "threads": torch.get_num_threads(),
-    }
+    } | memory
 
 
 # ---------------------------------------------------------------------------------------------
-# Floors, models, subprocesses
-
-
-def matmul_peak_gflops(size: int = MATMUL_SIZE, repeats: int = MATMUL_REPEATS) -> float:
-    """Best fp32 GFLOP/s of a size^3 matmul at torch's current thread count."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * size**3 / best / 1e9
-
-
-def add_floor(result: dict, peak_gflops: float) -> dict:
-    """Floor ms per step (2 x non-embedding params x positions / peak) and how far above it."""
-    body = 2 * result["non_embedding_params"] * result["positions_per_step"]
-    head = 2 * result["lm_head_params"] * result["lm_head_rows_per_step"]
-    floor_ms = 1000 * body / (peak_gflops * 1e9)
-    with_head_ms = 1000 * (body + head) / (peak_gflops * 1e9)
-    return result | {
-        "floor_ms": round(floor_ms, 2),
-        "over_floor": round(result["ms_per_step"] / floor_ms, 2),
-        "floor_with_head_ms": round(with_head_ms, 2),
-        "over_floor_with_head": round(result["ms_per_step"] / with_head_ms, 2),
-    }
+# Models, subprocesses
 
 
 def model_folder(cache: Path, shape: str) -> Path:
-    """The shape's model folder in the cache, built (random weights) the first time."""
+    """The shape's model folder in the cache, built (random weights) the first time, with the
+    tokenizer's limit raised to `TOKENIZER_LIMIT`."""
     folder = cache / shape
     if (folder / "config.json").is_file():
         return folder
@@ -497,6 +428,9 @@ def model_folder(cache: Path, shape: str) -> Path:
         build_tiny_modernbert(partial, seed=SEED)
     else:
         build_shaped_modernbert(partial, size=shape, seed=SEED)
+    config_path = partial / "tokenizer_config.json"
+    config = json.loads(config_path.read_text()) | {"model_max_length": TOKENIZER_LIMIT}
+    config_path.write_text(json.dumps(config, indent=2))
     partial.rename(folder)
     return folder
 
@@ -512,20 +446,17 @@ def run_in_subprocess(folder: Path, variant: str, steps: int, threads: int) -> d
     return json.loads(done.stdout)
 
 
-def bench_shape(
-    cache: Path, shape: str, variants: list[str], steps: int, threads: int, peak: float
-) -> dict:
+def bench_shape(cache: Path, shape: str, variants: list[str], steps: int, threads: int) -> dict:
     folder = model_folder(cache, shape)
     results = {}
     for variant in variants:
         log(f"[{shape}] {variant}")
-        results[variant] = add_floor(run_in_subprocess(folder, variant, steps, threads), peak)
-    for variant in ("exact", "ours", "int8"):
-        if {"naive", variant} <= results.keys():
-            # equal passes, so the ratio of whole drafts is the ratio of mean steps; the median
-            # would hide the rounds' prompt encodings
-            ratio = results["naive"]["seconds_per_draft"] / results[variant]["seconds_per_draft"]
-            results[f"speedup_per_step_{variant}"] = round(ratio, 2)
+        results[variant] = run_in_subprocess(folder, variant, steps, threads)
+    for name in ("naive", "exact"):
+        if name in results:
+            for result in results.values():
+                ratio = result["committed_tokens_per_s"] / results[name]["committed_tokens_per_s"]
+                result[f"speedup_vs_{name}"] = round(ratio, 2)
     return results
 
 
@@ -533,7 +464,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--steps", type=int, default=16, help="denoising steps per block")
+    parser.add_argument(
+        "--steps", type=int, default=16, help="timed steps: the first of a section's 128"
+    )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
@@ -554,8 +487,6 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_variant(args.folder, args.child, args.steps)))
         return
     threads = torch.get_num_threads()
-    peak = matmul_peak_gflops()
-    log(f"fp32 matmul peak: {peak:.1f} GFLOP/s on {threads} threads")
     args.cache.mkdir(parents=True, exist_ok=True)
     report = {
         "machine": {
@@ -563,20 +494,22 @@ def main(argv: list[str] | None = None) -> None:
             "threads": threads,
             "torch": torch.__version__,
             "python": platform.python_version(),
-            "matmul_peak_gflops": round(peak, 1),
         },
         "draft": {
             "sections": SECTIONS,
             "block_tokens": BLOCK_TOKENS,
             "evidence_tokens_per_section": EVIDENCE_TOKENS,
             "passages_per_section": PASSAGES,
-            "steps_per_block": args.steps,
-            "commits_per_block_per_step": BLOCK_TOKENS / args.steps,
+            "recipe": f"{BERT_CHAT.name} / LLaDA: sub-blocks of {RECIPE.sub_block}, "
+            f"{RECIPE.tokens_per_step:g} token per sub-block per step",
+            "steps_per_section": RECIPE.steps_for(BLOCK_TOKENS),
+            "timed_steps": args.steps,
         },
         "shapes": {
-            shape: bench_shape(args.cache, shape, args.variants, args.steps, threads, peak)
+            shape: bench_shape(args.cache, shape, args.variants, args.steps, threads)
             for shape in args.shapes
         },
+        "published": PUBLISHED,
     }
     print(json.dumps(report, indent=2))
 

@@ -1,19 +1,22 @@
-"""bench/denoise.py on the tiny model: both variants finish the draft, with sane measurements."""
+"""bench/denoise.py on the tiny model: every variant steps the draft with the recipe, with sane
+measurements."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from engine.testmodels import build_tiny_modernbert
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "denoise.py"
+STEPS = 2
 
 
-def load_bench():
+def load_bench() -> ModuleType:
     spec = importlib.util.spec_from_file_location("bench_denoise", BENCH)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while being built
@@ -22,7 +25,7 @@ def load_bench():
 
 
 @pytest.fixture(scope="module")
-def bench():
+def bench() -> ModuleType:
     return load_bench()
 
 
@@ -31,26 +34,37 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_modernbert(tmp_path_factory.mktemp("bench-tiny"))
 
 
-@pytest.mark.parametrize("variant", ["naive", "exact", "ours", "int8"])
-def test_variant_commits_every_token(bench, tiny_folder: Path, variant: str) -> None:
-    result = bench.run_variant(tiny_folder, variant, steps=2)
-    assert result["masks_left"] == 0
-    assert result["committed_tokens"] == bench.SECTIONS * bench.BLOCK_TOKENS
-    assert result["forward_passes"] == 2
-    assert result["ms_per_step"] > 0 and result["seconds_per_draft"] > 0
+@pytest.mark.parametrize("variant", ["naive", "exact", "threshold", "cache", "fast-dllm", "int8"])
+def test_variant_commits_one_token_per_sub_block_per_step(
+    bench: ModuleType, tiny_folder: Path, variant: str
+) -> None:
+    result = bench.run_variant(tiny_folder, variant, steps=STEPS)
+    assert result["forward_passes"] == STEPS
+    # the recipe commits one token per section's sub-block per step; random weights never reach
+    # the threshold, so it commits no more
+    assert result["committed_tokens"] == bench.SECTIONS * STEPS
+    assert result["tokens_per_step"] == bench.SECTIONS
+    assert result["ms_per_step"] > 0 and result["seconds"] > 0
     assert result["committed_tokens_per_s"] > 0
     assert result["evidence_tokens_per_section"] == pytest.approx(bench.EVIDENCE_TOKENS, abs=8)
-    if variant != "ours":  # the cached steps run the canvases only
-        assert result["positions_per_step"] > bench.SECTIONS * bench.BLOCK_TOKENS
-    if variant == "naive":  # LM head over every position of the one sequence
-        assert result["lm_head_rows_per_step"] == result["positions_per_step"]
-    else:  # LM head at the masked positions only: 512 then 256 rows
-        assert result["lm_head_rows_per_step"] == 384
-    floored = bench.add_floor(result, peak_gflops=100.0)
-    assert floored["floor_ms"] > 0 and floored["over_floor"] > 0
+    assert result["prompt_tokens_per_section"] > 0
+    threshold, cache, int8 = bench.ENGINE_OPTIONS.get(variant, (None, False, False))
+    assert (result["threshold"], result["context_cache"], result["int8"]) == (
+        threshold,
+        cache,
+        int8,
+    )
 
 
-def test_cached_variant_reports_agreement_with_exact(bench, tiny_folder: Path) -> None:
-    result = bench.run_variant(tiny_folder, "ours", steps=bench.ROUND)
-    assert 0.0 <= result["cache_top1_agreement"] <= 1.0
-    assert result["cache_kl"] >= 0.0
+def test_settings_follow_the_published_recipe(bench: ModuleType, tiny_folder: Path) -> None:
+    settings = bench.settings_for(tiny_folder, "exact")
+    assert settings.sub_block == 32 and settings.steps == bench.BLOCK_TOKENS
+    assert settings.min_tokens == bench.BLOCK_TOKENS  # sections keep their full length
+    assert bench.settings_for(tiny_folder, "fast-dllm").threshold == 0.9
+
+
+def test_published_figures_are_labelled(bench: ModuleType) -> None:
+    assert "published" in bench.PUBLISHED["label"] and "A100" in bench.PUBLISHED["hardware"]
+    published = bench.PUBLISHED["tokens_per_s"]
+    assert published["256"] == {"llada": 6.7, "fast_dllm": 54.4, "speedup": 8.1}
+    assert published["512"] == {"llada": 3.2, "fast_dllm": 35.3, "speedup": 11.0}
