@@ -14,8 +14,10 @@ logits of their current block:
   values of the block just finished (two blocks), once per block;
 - `full_ms`: the uncached block-causal pass over the whole row up to the current block (the
   least a full recompute can do; the engine's dense families also run the masks after it).
-The cached cost stays flat as the section grows (only attention over the cache grows, linearly
-and cheaply), the full recompute grows with the context. `--shape sdar-*` builds the published
+`cached_tokens` and `full_tokens` count the token positions each runs through the network (all
+rows), which no machine load can blur. The cached cost stays flat as the section grows (only
+attention over the cache grows, linearly and cheaply), the full recompute grows with the
+context. `--shape sdar-*` builds the published
 SDAR configs (JetAstra/SDAR `training/model/*/config.json`; 1.7B from Qwen3-1.7B's shape),
 `fast-dllm-v2-7b` the published Fast-dLLM v2 one (blocks of 32); they need a GPU
 (`--device cuda --dtype bfloat16`). `--block-size` overrides the shape's block length.
@@ -153,6 +155,9 @@ def measure(
     full, cached, block_done = [], [], []
     with torch.inference_mode():
         cache.logits(ids, mask, positions)  # warm up, then the prefix is cached
+        before = cache.forwarded_tokens
+        cache.logits(ids, mask, positions)
+        step_tokens = cache.forwarded_tokens - before
         for _ in range(repeats):
             cached.append(_time_ms(lambda: cache.logits(ids, mask, positions), device))
             full.append(_time_ms(lambda: model.logits(ids, mask, positions), device))
@@ -166,6 +171,8 @@ def measure(
     return {
         "finished_blocks": finished,
         "context_tokens": context,
+        "cached_tokens": step_tokens,
+        "full_tokens": int(mask.sum()),
         "cached_ms": _median(cached),
         "cached_block_done_ms": _median(block_done),
         "full_ms": _median(full),
