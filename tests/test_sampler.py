@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.draft import canvas_text
 from engine.sampler import (
     ORDERS,
     Canvas,
@@ -23,7 +24,6 @@ from engine.sampler import (
     tokens_to_commit,
     unpin,
 )
-from engine.draft import canvas_text
 from engine.testmodels import minilm_tokenizer, train_tiny_tokenizer
 
 VOCAB = 40
