@@ -3,6 +3,13 @@
 PDFium (pypdfium2) is the primary parser: it is fast and handles real papers; pypdf is the
 fallback for files PDFium rejects, so one parser's bug does not make a document unreadable.
 Every failure becomes an `IngestError` whose message is one line a user can act on.
+
+Pages whose text layer is empty or far emptier than their images suggest are recognised
+(engine/ocr.py decides which, and how), page by page, after every page's text layer has been
+read, so the page limit and cheap failures come before any slow work. A recognised page keeps
+its `PageOcr` (lines, boxes, confidence). A page that cannot be recognised in time fails the
+whole file, so nothing partial is ever stored. Files only pypdf can open are not recognised:
+their scanned pages stay empty.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import hashlib
 import io
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +26,15 @@ import pypdf
 import pypdfium2 as pdfium
 
 from engine.errors import PalimpsestError, first_line
+from engine.ocr import OcrError, OcrOptions, PageOcr, needs_ocr, recognise_page
 
 PDFIUM_PASSWORD_ERROR = 4
 PDF_MAGIC = b"%PDF-"
 MAGIC_WINDOW = 1024  # the PDF spec lets the header start within the first 1024 bytes
+
+
+# (pages recognised so far, pages to recognise) -> None, after each recognised page
+OcrProgress = Callable[[int, int], None]
 
 
 class IngestError(PalimpsestError):
@@ -33,6 +46,15 @@ class Page:
     page_index: int  # physical, 0-based
     page_label: str  # printed label ("iv", "12"); the 1-based number when the PDF has none
     text: str  # normalised extracted text; chunk offsets index into this
+    ocr: PageOcr | None = None  # set when the text was recognised from the page's image
+
+    @property
+    def recognised(self) -> bool:
+        return self.ocr is not None
+
+    @property
+    def low_confidence(self) -> bool:
+        return self.ocr is not None and self.ocr.low_confidence
 
 
 @dataclass(frozen=True)
@@ -45,6 +67,21 @@ class ParsedDocument:
     @property
     def empty_pages(self) -> int:
         return sum(1 for page in self.pages if not page.text.strip())
+
+    @property
+    def recognised_pages(self) -> list[int]:
+        """Indexes of the pages whose text was recognised from their image."""
+        return [page.page_index for page in self.pages if page.recognised]
+
+    @property
+    def low_confidence_pages(self) -> list[int]:
+        return [page.page_index for page in self.pages if page.low_confidence]
+
+    @property
+    def ocr_confidence(self) -> float | None:
+        """Mean recognition confidence over the recognised pages; None when there are none."""
+        scores = [page.ocr.confidence for page in self.pages if page.ocr is not None]
+        return sum(scores) / len(scores) if scores else None
 
 
 _SPACES = re.compile(r"[ \t\u00a0]+")
@@ -94,7 +131,13 @@ def document_id(data: bytes) -> str:
 
 
 def read_pdf(
-    path: str | Path, *, max_bytes: int, max_pages: int, filename: str | None = None
+    path: str | Path,
+    *,
+    max_bytes: int,
+    max_pages: int,
+    filename: str | None = None,
+    ocr: OcrOptions | None = None,
+    progress: OcrProgress | None = None,
 ) -> ParsedDocument:
     """Read and parse one PDF file; raise `IngestError` with a one-line reason on any problem."""
     path = Path(path)
@@ -107,16 +150,26 @@ def read_pdf(
             f"file is {size / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB limit"
         )
     data = path.read_bytes()
-    return parse_pdf(data, filename=filename or path.name, max_pages=max_pages)
+    return parse_pdf(
+        data, filename=filename or path.name, max_pages=max_pages, ocr=ocr, progress=progress
+    )
 
 
-def parse_pdf(data: bytes, *, filename: str, max_pages: int) -> ParsedDocument:
+def parse_pdf(
+    data: bytes,
+    *,
+    filename: str,
+    max_pages: int,
+    ocr: OcrOptions | None = None,
+    progress: OcrProgress | None = None,
+) -> ParsedDocument:
+    """Parse a PDF's bytes; `ocr` bounds recognition (its defaults come from the environment)."""
     if not data:
         raise IngestError("file is empty")
     if PDF_MAGIC not in data[:MAGIC_WINDOW]:
         raise IngestError("not a PDF (the file does not start with a PDF header)")
     try:
-        pages = _pages_with_pdfium(data, max_pages)
+        pages, scanned = _pages_with_pdfium(data, max_pages, ocr or OcrOptions(), progress)
     except IngestError:
         raise
     except Exception as error:  # PdfiumError, or a decoding error on a damaged file: try pypdf
@@ -126,14 +179,19 @@ def parse_pdf(data: bytes, *, filename: str, max_pages: int) -> ParsedDocument:
             raise IngestError(
                 "password-protected PDF; remove the password and upload again"
             ) from error
-        pages = _pages_with_pypdf(data, max_pages)
+        pages, scanned = _pages_with_pypdf(data, max_pages), 0
     parsed = ParsedDocument(document_id(data), filename, len(data), pages)
     if not pages:
         raise IngestError("the PDF has no pages")
     if parsed.empty_pages == len(pages):
+        if scanned:
+            raise IngestError(
+                f"no text on any of its {len(pages)} pages: OCR found none in the scans of "
+                f"{scanned} of them (blank, unreadable or damaged images)"
+            )
         raise IngestError(
             f"no extractable text on any of its {len(pages)} pages; "
-            "it looks scanned (run OCR on it first)"
+            "it looks scanned, but holds no images to recognise"
         )
     return parsed
 
@@ -151,23 +209,46 @@ def _check_page_count(count: int, max_pages: int) -> None:
         raise IngestError(f"the PDF has {count} pages, over the {max_pages}-page limit")
 
 
-def _pages_with_pdfium(data: bytes, max_pages: int) -> list[Page]:
+def _pages_with_pdfium(
+    data: bytes, max_pages: int, ocr: OcrOptions, progress: OcrProgress | None
+) -> tuple[list[Page], int]:
+    """Every page's text layer, then the pages that need it recognised; and how many did."""
     document = pdfium.PdfDocument(data)
     try:
         _check_page_count(len(document), max_pages)
-        pages = []
+        pages, scanned = [], []
         for index in range(len(document)):
             page = document[index]
             textpage = page.get_textpage()
             raw = textpage.get_text_range()
             textpage.close()
+            text = normalise_text(raw)
+            if needs_ocr(page, text):
+                scanned.append(index)
             page.close()
-            pages.append(
-                Page(index, page_label(_pdfium_label(document, index), index), normalise_text(raw))
-            )
-        return pages
+            pages.append(Page(index, page_label(_pdfium_label(document, index), index), text))
+        for done, index in enumerate(scanned, 1):
+            pages[index] = _recognised(document, pages[index], ocr)
+            if progress is not None:
+                progress(done, len(scanned))
+        return pages, len(scanned)
     finally:
         document.close()
+
+
+def _recognised(document: pdfium.PdfDocument, page: Page, options: OcrOptions) -> Page:
+    """The page with its text recognised from its image; `IngestError` naming the page if not."""
+    where = f"page {page.page_index + 1}"
+    pdf_page = document[page.page_index]
+    try:
+        result = recognise_page(pdf_page, options)
+    except OcrError as error:
+        raise IngestError(f"{where}: {error}") from error
+    except Exception as error:  # PDFium, OpenCV or onnxruntime on a damaged image
+        raise IngestError(f"{where}: its scan cannot be recognised ({_one_line(error)})") from error
+    finally:
+        pdf_page.close()
+    return Page(page.page_index, page.page_label, normalise_text(result.raw_text), result)
 
 
 def _pdfium_label(document: pdfium.PdfDocument, index: int) -> str | None:
