@@ -140,7 +140,7 @@ class PageOcr:
     """A recognised page: rows of lines in reading order (one row: boxes side by side)."""
 
     rows: tuple[tuple[OcrLine, ...], ...]
-    confidence: float  # length-weighted mean line score, dropped lines included
+    confidence: float  # length-weighted mean line score, dropped lines included; 1.0 if none
     seconds: float = 0.0
 
     @property
@@ -361,7 +361,7 @@ def _assemble(lines: list[OcrLine], seconds: float) -> PageOcr:
     confidence = (
         sum(w * line.confidence for w, line in zip(weights, lines, strict=True)) / sum(weights)
         if lines
-        else 0.0
+        else 1.0  # a blank page: nothing was misread
     )
     kept = [line for line in lines if line.text.strip()]
     rows = tuple(tuple(kept[i] for i in row) for row in reading_order([ln.quad for ln in kept]))
