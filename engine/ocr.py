@@ -37,9 +37,11 @@ moderately blurred scan scores 0.97 with 13% wrong), so a page that passes is no
 
 Bounds: one page is recognised at a time per process (a lock), with an explicit number of
 onnxruntime threads (`OcrOptions.threads`, all this process may use by default, at most 4), so
-concurrent uploads take turns page by page instead of oversubscribing the cores. Lines are
-recognised in batches and the page's time limit (`OcrOptions.page_seconds`) is checked between
-them: a page over it raises `OcrError` within one batch of the limit.
+concurrent uploads take turns page by page instead of oversubscribing the cores. A page's work
+is bounded: one render of at most `MAX_RENDER_SIDE` pixels a side, one detection pass on at
+most 2,000, and at most RapidOCR's 1,000 detected lines, recognised in batches; the page's time
+limit (`OcrOptions.page_seconds`) is checked after each step, so a page over it raises
+`OcrError` at most one step (seconds) after the limit.
 """
 
 from __future__ import annotations
@@ -69,8 +71,8 @@ MIN_IMAGE_COVERAGE = 0.3
 CHARS_PER_IMAGE_PAGE = 200
 REC_BATCH = 6  # lines recognised between two checks of the time limit (RapidOCR's batch)
 MIN_COLUMN_LINES = 4
+MIN_COLUMN_WIDTH = 0.3  # of the text's width
 WIDE_GAP = 0.5  # line heights between two characters that must be words apart (a table gap)
-MIN_COLUMN_WIDTH = 0.3
 DEFAULT_PAGE_SECONDS = 120.0
 MAX_DEFAULT_THREADS = 4
 
@@ -242,7 +244,6 @@ def _engine(threads: int) -> _Engine:
         use_cls=False,
         max_side_len=MAX_RENDER_SIDE,
         det_limit_type="max",  # detection on a copy at most 2,000 pixels on a side
-        text_score=TEXT_SCORE,
     )
     return _Engine(ocr, threading.Lock())
 
