@@ -312,3 +312,38 @@ def test_an_end_token_mid_canvas_ends_the_section(checkpoints):
     marker = tokenizer("\n[/Answer]", add_special_tokens=False)["input_ids"]
     text_end = Canvas.from_tokens(words + marker + more, mask, end_ids=denoiser.end_ids)
     assert canvas_text(tokenizer, text_end, show_masks=False) == "either party may terminate"
+
+
+@pytest.mark.parametrize("name", ["sdar", "fast_dllm_v2"])
+def test_block_causal_families_draft_block_by_block_from_the_input_start(workspace, tmp_path, name):
+    """SDAR and Fast-dLLM v2 load by their config through the block-causal denoiser and draft
+    with their recipe; their sub-blocks are counted from the prompt's first token, as their
+    blocks are, so every sub-block (and model block) is finished before the next is touched.
+    (The tiny Fast-dLLM v2 has blocks of 4 against the published 32, so its sub-blocks of 8
+    span two model blocks here.)"""
+    if name == "sdar":
+        from sdar_checkpoints import write_sdar_checkpoint as write
+    else:
+        from fast_dllm_v2_checkpoints import write_fast_dllm_v2_checkpoint as write
+    from engine.block_causal import BlockCausalDenoiser
+
+    folder = write(
+        tmp_path / name, dtype=torch.float32, config_overrides={"max_position_embeddings": 1024}
+    )
+    drafter = workspace.drafter(str(folder))
+    assert isinstance(drafter.denoiser, BlockCausalDenoiser)
+    family = drafter.denoiser.family
+    block = drafter.denoiser.block_size
+    settings = DraftSettings.from_recipe(
+        family.recipe, model=str(folder), block_tokens=20, passages=1, refresh_every=0
+    )
+    draft = drafter.start(INSTRUCTION, HEADINGS, settings, seed=0)
+    list(drafter.run(draft))
+    assert draft.settings.sub_block == family.recipe.sub_block
+    for section in draft.blocks:
+        origin, canvas = len(section.prompt), section.canvas
+        steps = canvas.commit_step[: canvas.end]
+        assert (steps > 0).all()
+        windows = (torch.arange(canvas.end) + origin) // max(block, draft.settings.sub_block)
+        for k in windows.unique()[:-1]:
+            assert steps[windows == k].max() < steps[windows == k + 1].min()
