@@ -45,7 +45,7 @@ from engine.sampler import Canvas, active
 if TYPE_CHECKING:
     from engine.draft import Block
 
-KeyValues = tuple[list[Tensor], list[Tensor]]  # per layer [B, heads, P, head_dim]
+KeyValues = tuple[list[Tensor], list[Tensor]]  # per layer [B, heads, positions, head_dim]
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,13 @@ class PrefixCache:
 
 @dataclass(frozen=True)
 class StackedPrefixes:
-    """Prefix caches of a batch, right-padded to the longest: the past of one tail pass."""
+    """Prefix caches of a batch, right-padded to the longest, in buffers with room for a tail of
+    `tail_width` after them: a tail pass writes its keys and values there instead of copying the
+    prefix into a new tensor every step."""
 
     parts: tuple[PrefixCache, ...]
-    past: KeyValues
+    tail_width: int
+    past: KeyValues  # per layer [B, heads, P + tail_width, head_dim]
     real: Tensor  # [B, P] bool: a real prefix position, not padding
     lengths: Tensor  # [B] prefix lengths: each tail starts at this position
 
@@ -92,8 +95,8 @@ class ModernBertContextCache:
         past: KeyValues | None,
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """Run every layer for `input_ids` [B, L] at `positions` [B, L], attending to the past
-        (if any) followed by themselves; returns the hidden states and this input's keys and
-        values per layer."""
+        (if any: buffers whose last L positions are this input's, filled here) followed by
+        themselves; returns the hidden states and this input's keys and values per layer."""
         batch, length = input_ids.shape
         hidden = self.body.embeddings(input_ids=input_ids)
         rotary = {
@@ -116,8 +119,9 @@ class ModernBertContextCache:
             keys.append(key)
             values.append(value)
             if past is not None:
-                key = torch.cat([past[0][index], key], dim=2)
-                value = torch.cat([past[1][index], value], dim=2)
+                past[0][index][:, :, -length:] = key
+                past[1][index][:, :, -length:] = value
+                key, value = past[0][index], past[1][index]
             mask = masks[layer.attention_type][:, None]
             attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
             attended = attended.transpose(1, 2).reshape(batch, length, -1)
@@ -141,7 +145,7 @@ class ModernBertContextCache:
         kept = [k[:, :, :prefix].clone() for k in keys], [v[:, :, :prefix].clone() for v in values]
         return logits, kept
 
-    def stack(self, parts: Sequence[PrefixCache]) -> StackedPrefixes:
+    def stack(self, parts: Sequence[PrefixCache], tail_width: int) -> StackedPrefixes:
         """Right-pad the prefix caches of a batch to the longest (padding is masked out)."""
         device = self.model.device
         width = max(part.length for part in parts)
@@ -151,7 +155,7 @@ class ModernBertContextCache:
 
         def padded(layer: int, kind: int) -> Tensor:
             first = (parts[0].keys, parts[0].values)[kind][layer]
-            out = first.new_zeros((len(parts), self.heads, width, self.head_dim))
+            out = first.new_zeros((len(parts), self.heads, width + tail_width, self.head_dim))
             for row, part in enumerate(parts):
                 out[row, :, : part.length] = (part.keys, part.values)[kind][layer][0]
             return out
@@ -159,7 +163,7 @@ class ModernBertContextCache:
         layers = range(len(parts[0].keys))
         past = [padded(i, 0) for i in layers], [padded(i, 1) for i in layers]
         lengths = torch.tensor([part.length for part in parts], device=device)
-        return StackedPrefixes(tuple(parts), past, real, lengths)
+        return StackedPrefixes(tuple(parts), tail_width, past, real, lengths)
 
     @torch.inference_mode()
     def tail_pass(
@@ -167,9 +171,10 @@ class ModernBertContextCache:
     ) -> Tensor:
         """Logits at `candidates` ([T_b] bool each) of every tail [T_b], each placed right after
         its prefix and attending to the prefix's cached keys and values and to itself; one
-        batched pass, tails right-padded. Rows in batch order, positions ascending."""
+        batched pass, tails right-padded to `prefixes.tail_width`. Rows in batch order, positions
+        ascending."""
         device = self.model.device
-        batch, width = len(tails), max(len(tail) for tail in tails)
+        batch, width = len(tails), prefixes.tail_width
         ids = torch.full((batch, width), self.pad_id, dtype=torch.long, device=device)
         real = torch.zeros((batch, width), dtype=torch.bool, device=device)
         wanted = torch.zeros((batch, width), dtype=torch.bool, device=device)
@@ -248,13 +253,15 @@ class PrefixCaches:
     ) -> list[Tensor]:
         """`rows` with each None replaced by its block's tail logits, from one batched pass."""
         prefixes = [prefix for prefix, _, _ in tails]
+        width = max(len(tail) for _, tail, _ in tails)
         stacked = self._stacked
         if (
             stacked is None
+            or stacked.tail_width != width
             or len(stacked.parts) != len(prefixes)
             or any(a is not b for a, b in zip(stacked.parts, prefixes, strict=True))
         ):  # the same epochs as the last step: reuse the padded batch instead of copying again
-            stacked = self._stacked = self.model.stack(prefixes)
+            stacked = self._stacked = self.model.stack(prefixes, width)
         logits = self.model.tail_pass(
             stacked, [tail for _, tail, _ in tails], [chosen for _, _, chosen in tails]
         )

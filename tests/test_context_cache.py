@@ -81,7 +81,7 @@ def test_one_layer_model_tail_pass_equals_exact(folder):
         _, (keys, values) = cache.full_pass(ids, len(prompt) + len(head), None)
         parts.append(PrefixCache((), keys, values))
     wanted = [torch.ones(len(tail), dtype=torch.bool) for tail in tails]
-    cached = cache.tail_pass(cache.stack(parts), [torch.tensor(t) for t in tails], wanted)
+    cached = cache.tail_pass(cache.stack(parts, 12), [torch.tensor(t) for t in tails], wanted)
     rows = [p + h + t for p, h, t in zip(prompts, done, tails, strict=True)]
     ids, mask = ragged(rows, pad=0)
     hidden = cache.exact_hidden(ids, mask)
