@@ -405,7 +405,7 @@ def run_variant(folder: str | Path, variant: str, steps: int = 16) -> dict:
         "seconds": round(seconds, 3),
         "committed_tokens": committed,
         "tokens_per_step": round(committed / len(times), 2),
-        "committed_tokens_per_s": round(committed / seconds, 2),
+        "committed_tokens_per_s": round(committed / seconds, 4),
         "prompt_tokens_per_section": round(prompt_tokens, 1),
         "evidence_tokens_per_section": evidence_tokens(denoiser.tokenizer, sections),
         "threads": torch.get_num_threads(),
@@ -452,11 +452,14 @@ def bench_shape(cache: Path, shape: str, variants: list[str], steps: int, thread
     for variant in variants:
         log(f"[{shape}] {variant}")
         results[variant] = run_in_subprocess(folder, variant, steps, threads)
+
+    def rate(result: dict) -> float:  # unrounded committed tokens per second
+        return result["committed_tokens"] / result["seconds"]
+
     for name in ("naive", "exact"):
         if name in results:
             for result in results.values():
-                ratio = result["committed_tokens_per_s"] / results[name]["committed_tokens_per_s"]
-                result[f"speedup_vs_{name}"] = round(ratio, 2)
+                result[f"speedup_vs_{name}"] = round(rate(result) / rate(results[name]), 2)
     return results
 
 
