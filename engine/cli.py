@@ -190,6 +190,8 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_attribute(args: argparse.Namespace) -> int:
+    if args.sentences:
+        return print_sentence_attribution(args)
     from engine.attribution import attribute
 
     supports = attribute(open_library(args), args.text, k=args.k)
@@ -202,6 +204,23 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         print(line + (f"  matched: {quotes}" if quotes else ""))
     if not supports:
         print("no supporting passage found")
+    return EXIT_OK
+
+
+def print_sentence_attribution(args: argparse.Namespace) -> int:
+    """`attribute --sentences`: each sentence, supported or not, with its own citations."""
+    from engine.attribution import attribute_sentences
+
+    sentences = attribute_sentences(open_library(args), args.text, k=args.k)
+    if args.json:
+        print(json.dumps([s.to_json() for s in sentences], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    for number, sentence in enumerate(sentences, start=1):
+        verdict = "supported" if sentence.supported else "UNSUPPORTED"
+        print(f"{number}. [{verdict} {sentence.support:.2f}] {' '.join(sentence.text.split())}")
+        for citation in sentence.citations:
+            quote = " ".join(citation.quote().split())
+            print(f"   {citation.hit.filename} p.{citation.hit.page_label}: “{quote}”")
     return EXIT_OK
 
 
@@ -252,7 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     attribution = command("attribute", cmd_attribute, "the passages that support a text")
     attribution.add_argument("text")
-    attribution.add_argument("-k", type=int, default=3, help="number of sources (default 3)")
+    attribution.add_argument(
+        "-k", type=int, default=3, help="number of sources (per sentence with --sentences)"
+    )
+    attribution.add_argument(
+        "--sentences", action="store_true", help="cite each sentence; flag those unsupported"
+    )
     attribution.add_argument("--json", action="store_true")
 
     draft = command("draft", cmd_draft, "draft sections from the library with a diffusion model")

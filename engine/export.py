@@ -3,6 +3,11 @@
 A citation prints as ``filename, p. label: “quote”``. The module knows nothing about how drafts
 are stored: callers hand it a title, an optional instruction and a list of `ExportSection`.
 
+A section cites either as a whole (its notes follow its last paragraph) or sentence by sentence
+(`ExportSection.sentences`): then each supported sentence is followed by its own notes, and each
+unsupported one by the marker ``[unsupported]`` (italic), so a reader sees which claims no source
+backs.
+
 Text handling shared by both formats: characters that XML cannot hold (control characters, lone
 surrogates) are removed, so odd text extracted from a PDF cannot break a file; paragraphs are
 separated by blank lines, and any other run of whitespace, single newlines included, collapses to
@@ -15,6 +20,7 @@ itself and places real Word footnote references in the body.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +37,7 @@ from docx.oxml.ns import nsdecls, qn
 from docx.text.paragraph import Paragraph
 from lxml import etree
 
+UNSUPPORTED_MARK = "[unsupported]"
 QUOTE_LIMIT = 300  # characters of quoted evidence printed in a footnote
 FOOTNOTE_FONT_SIZE = "20"  # half-points: 10 pt, the usual size of footnote text
 FOOTNOTES_PARTNAME = "/word/footnotes.xml"
@@ -71,10 +78,28 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class CitedSentence:
+    start: int  # character range in the section's text
+    end: int
+    citations: list[Citation]  # none: no source supports the sentence
+
+
+@dataclass(frozen=True)
 class ExportSection:
     heading: str
     text: str  # plain text; paragraphs separated by blank lines
     citations: list[Citation] = field(default_factory=list)
+    sentences: list[CitedSentence] | None = None  # set: notes per sentence, not per section
+
+
+@dataclass(frozen=True)
+class Notes:
+    """What follows a sentence: footnotes, or the unsupported marker when `citations` is empty."""
+
+    citations: list[Citation]
+
+
+Inline = str | Notes  # a paragraph of a sentence-cited section: its text and its notes, in order
 
 
 # --- shared text handling -------------------------------------------------------------------
@@ -94,6 +119,46 @@ def _paragraphs(text: str) -> list[str]:
     """The non-empty paragraphs of `text`, each on one line."""
     paragraphs = _BLANK_LINE.split("\n".join(_clean(text).splitlines()))
     return [line for line in map(_one_line, paragraphs) if line]
+
+
+def _annotated_paragraphs(text: str, sentences: list[CitedSentence]) -> list[list[Inline]]:
+    """The paragraphs of `text` as runs of text, each sentence followed by its `Notes`.
+
+    Sentence offsets index the raw text, so it is cut at paragraph breaks and sentence ends first
+    and each run cleaned after; whitespace collapses as in `_paragraphs`.
+    """
+    breaks = list(_BLANK_LINE.finditer(text))
+    starts = [0, *(m.end() for m in breaks)]
+    ends = [*(m.start() for m in breaks), len(text)]
+    marks: list[list[tuple[int, Notes]]] = [[] for _ in starts]
+    for sentence in sorted(sentences, key=lambda s: s.end):
+        index = max(0, bisect_left(starts, sentence.end) - 1)  # the paragraph it ends in
+        cut = min(sentence.end, ends[index])
+        marks[index].append((cut, Notes(_unique(sentence.citations))))
+    paragraphs = [
+        _paragraph_runs(text, start, end, notes)
+        for start, end, notes in zip(starts, ends, marks, strict=True)
+    ]
+    return [runs for runs in paragraphs if runs]
+
+
+def _paragraph_runs(
+    text: str, start: int, end: int, marks: list[tuple[int, Notes]]
+) -> list[Inline]:
+    """text[start:end] as text runs (cleaned, any whitespace one space) with the `marks` at their
+    offsets; empty when the paragraph holds no text."""
+    bounds = [start, *(cut for cut, _ in marks), end]
+    pieces = [
+        re.sub(r"\s+", " ", _clean(text[a:b])) for a, b in zip(bounds, bounds[1:], strict=False)
+    ]
+    pieces[0] = pieces[0].lstrip()
+    pieces[-1] = pieces[-1].rstrip()
+    if not "".join(pieces).strip():
+        return []
+    runs: list[Inline] = [pieces[0]]
+    for (_, notes), piece in zip(marks, pieces[1:], strict=True):
+        runs.extend([notes, piece])
+    return [run for run in runs if run != ""]
 
 
 def _trim(text: str, limit: int = QUOTE_LIMIT) -> str:
@@ -134,18 +199,50 @@ def _citation_text(citation: Citation, escape: Callable[[str], str] = str) -> st
 # --- Markdown -------------------------------------------------------------------------------
 
 
+def _escape_inline(text: str) -> str:
+    """`text` escaped so that Markdown renders it literally anywhere but a paragraph's start."""
+    return _MD_INLINE_SPECIAL.sub(r"\\\1", text)
+
+
 def _escape_markdown(line: str) -> str:
     """`line` (one paragraph on one line) escaped so that Markdown renders it literally."""
-    escaped = _MD_INLINE_SPECIAL.sub(r"\\\1", line)
-    escaped = _MD_LINE_START_SPECIAL.sub(r"\\\1", escaped)
+    escaped = _MD_LINE_START_SPECIAL.sub(r"\\\1", _escape_inline(line))
     return _MD_ORDERED_LIST.sub(r"\1\\\2", escaped)
+
+
+def _markdown_note(number: int, citation: Citation) -> str:
+    return f"[^{number}]: {_citation_text(citation, _escape_markdown)}"
+
+
+def _markdown_sentences(section: ExportSection, first_note: int) -> tuple[list[str], list[str]]:
+    """A sentence-cited section's paragraphs and notes: a reference after each supported
+    sentence, the unsupported marker after each other one."""
+    paragraphs, notes = [], []
+    for runs in _annotated_paragraphs(section.text, section.sentences or []):
+        line = ""
+        for run in runs:
+            if isinstance(run, str):
+                line += _escape_inline(run) if line else _escape_markdown(run)
+                continue
+            if not run.citations:
+                line += f" *{_escape_inline(UNSUPPORTED_MARK)}*"
+            for citation in run.citations:
+                number = first_note + len(notes)
+                notes.append(_markdown_note(number, citation))
+                line += f"[^{number}]"
+        paragraphs.append(line)
+    return paragraphs, notes
 
 
 def _markdown_section(section: ExportSection, first_note: int) -> tuple[str, list[str]]:
     """The section's Markdown and its footnote definitions, numbered from `first_note`."""
+    heading = f"## {_escape_markdown(_one_line(section.heading))}"
+    if section.sentences is not None:
+        paragraphs, notes = _markdown_sentences(section, first_note)
+        return "\n\n".join([heading, *paragraphs]), notes
     paragraphs = [_escape_markdown(paragraph) for paragraph in _paragraphs(section.text)]
     notes = [
-        f"[^{number}]: {_citation_text(citation, _escape_markdown)}"
+        _markdown_note(number, citation)
         for number, citation in enumerate(_unique(section.citations), start=first_note)
     ]
     references = "".join(f"[^{number}]" for number in range(first_note, first_note + len(notes)))
@@ -154,7 +251,6 @@ def _markdown_section(section: ExportSection, first_note: int) -> tuple[str, lis
             paragraphs[-1] += references
         else:
             paragraphs.append(references)
-    heading = f"## {_escape_markdown(_one_line(section.heading))}"
     return "\n\n".join([heading, *paragraphs]), notes
 
 
@@ -265,11 +361,40 @@ def _add_reference_separator(paragraph: Paragraph) -> None:
     paragraph.add_run(",").font.superscript = True
 
 
+def _add_notes(paragraph: Paragraph, footnotes: XmlElement, notes: Notes, first_id: int) -> int:
+    """Footnotes for one sentence (or its unsupported marker); return the next free id."""
+    if not notes.citations:
+        paragraph.add_run(f" {UNSUPPORTED_MARK}").italic = True
+    for footnote_id, citation in enumerate(notes.citations, start=first_id):
+        if footnote_id > first_id:
+            _add_reference_separator(paragraph)
+        _add_footnote_reference(paragraph, footnote_id)
+        footnotes.append(_footnote_element(footnote_id, _citation_text(citation)))
+    return first_id + len(notes.citations)
+
+
+def _add_sentences(
+    document: Document, footnotes: XmlElement, section: ExportSection, first_id: int
+) -> int:
+    """Add a sentence-cited section's paragraphs with each sentence's notes after it."""
+    next_id = first_id
+    for runs in _annotated_paragraphs(section.text, section.sentences or []):
+        paragraph = document.add_paragraph()
+        for run in runs:
+            if isinstance(run, str):
+                paragraph.add_run(run)
+            else:
+                next_id = _add_notes(paragraph, footnotes, run, next_id)
+    return next_id
+
+
 def _add_section(
     document: Document, footnotes: XmlElement, section: ExportSection, first_id: int
 ) -> int:
     """Add the section's heading, paragraphs and footnotes; return the next free footnote id."""
     document.add_heading(_one_line(section.heading), level=1)
+    if section.sentences is not None:
+        return _add_sentences(document, footnotes, section, first_id)
     paragraphs = [document.add_paragraph(text) for text in _paragraphs(section.text)]
     citations = _unique(section.citations)
     if not citations:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.attribution import Support, attribute
+from engine.attribution import SentenceSupport, Support, attribute, attribute_sentences
 from engine.config import Settings
 from engine.draft import Draft, DraftError, block_text, pinned_spans
 from engine.draft_store import DraftStore
 from engine.drafting import Drafter
 from engine.embeddings import Embedder
-from engine.export import Citation, ExportSection, export_draft
+from engine.export import Citation, CitedSentence, ExportSection, export_draft
 from engine.library import Library
 from engine.models import Denoisers
 
@@ -46,14 +46,21 @@ class Workspace:
         return attribute(self.library, text, k=k, doc_ids=draft.blocks[index].targets or None)
 
     def to_json(self, drafter: Drafter, draft: Draft) -> dict:
-        """The draft as DESIGN section 3 shows it: blocks with text, step, pins and sources."""
+        """The draft as DESIGN section 3 shows it: blocks with text, step, pins and sources,
+        and for a finished block each sentence with its citations."""
         blocks = []
         for index, block in enumerate(draft.blocks):
             done_text = drafter.text(draft, index) if block.done else ""
+            cited = done_text.strip() != ""
             sources = (
                 [s.to_json() for s in self.sources(drafter, draft, index)]
-                if done_text.strip()
+                if cited
                 else [hit.to_json() for hit in block.evidence]
+            )
+            sentences = (
+                attribute_sentences(self.library, done_text, doc_ids=block.targets or None)
+                if cited
+                else []
             )
             blocks.append(
                 {
@@ -68,6 +75,7 @@ class Workspace:
                         for s, e, t in pinned_spans(drafter.tokenizer, block)
                     ],
                     "sources": sources,
+                    "sentences": [s.to_json() for s in sentences],
                 }
             )
         return {
@@ -79,20 +87,20 @@ class Workspace:
         }
 
     def export(self, draft_id: str, fmt: str, path: str | Path) -> Path:
+        """Write the draft with a footnote per citation of each supported sentence, and the
+        unsupported sentences marked."""
+        if fmt not in ("md", "docx"):
+            raise DraftError(f"unknown export format {fmt!r}: choose md or docx")
         draft, drafter = self.open(draft_id)
         sections = []
         for index, block in enumerate(draft.blocks):
-            supports = self.sources(drafter, draft, index, k=2)
-            citations = [
-                Citation(s.hit.filename, s.hit.page_label, _evidence_quote(s)) for s in supports
-            ]
-            sections.append(ExportSection(block.heading, drafter.text(draft, index), citations))
-        if fmt not in ("md", "docx"):
-            raise DraftError(f"unknown export format {fmt!r}: choose md or docx")
+            text = drafter.text(draft, index)
+            sentences = attribute_sentences(self.library, text, doc_ids=block.targets or None)
+            cited = [CitedSentence(s.start, s.end, _evidence_quotes(s)) for s in sentences]
+            sections.append(ExportSection(block.heading, text, sentences=cited))
         return export_draft(path, fmt, draft.title, sections, draft.instruction)
 
 
-def _evidence_quote(support: Support) -> str:
-    """The longest verbatim match with the source, else the whole supporting passage."""
-    quotes = support.quotes()
-    return max(quotes, key=len) if quotes else support.hit.text
+def _evidence_quotes(sentence: SentenceSupport) -> list[Citation]:
+    """The sentence's citations as footnotes, each quoting the passage's matching sentence."""
+    return [Citation(c.hit.filename, c.hit.page_label, c.quote()) for c in sentence.citations]

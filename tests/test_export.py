@@ -12,9 +12,19 @@ import docx
 import pytest
 from docx.opc.constants import CONTENT_TYPE as CT
 from docx.oxml.ns import qn
+from drafting_fixtures import draft_settings
 from lxml import etree
 
-from engine.export import Citation, ExportSection, export_draft, to_markdown, write_docx
+from engine.draft import edit_text
+from engine.export import (
+    UNSUPPORTED_MARK,
+    Citation,
+    CitedSentence,
+    ExportSection,
+    export_draft,
+    to_markdown,
+    write_docx,
+)
 
 W_NS = {"w": "http://schemas.openxmlformats.org/wordprocessingml/2006/main"}
 HOSTILE = "*bold* <script>alert(1)</script> # not a heading"
@@ -338,3 +348,73 @@ def test_libreoffice_renders_the_footnotes(tmp_path: Path) -> None:
     assert "The landlord insures." in text
     assert "statute.pdf, p. 12" in text
     assert "No person shall be liable" in text
+
+
+# --- per-sentence notes ---------------------------------------------------------------------
+
+CITED_TEXT = "The tenant repairs.  The moon is cheese.\n\n- The landlord insures. Done"
+
+
+def _cited_section() -> ExportSection:
+    sentences = [
+        CitedSentence(0, 19, [LEASE, STATUTE, LEASE]),
+        CitedSentence(21, 40, []),
+        CitedSentence(42, 65, [PAPER]),
+        CitedSentence(66, 70, []),
+    ]
+    return ExportSection("Duties", CITED_TEXT, sentences=sentences)
+
+
+def test_markdown_notes_follow_each_supported_sentence_and_mark_the_others() -> None:
+    markdown = to_markdown("Memo", [_cited_section(), ExportSection("B", "b", [LEASE])])
+
+    assert "The tenant repairs.[^1][^2] The moon is cheese. *\\[unsupported\\]*\n" in markdown
+    assert "\\- The landlord insures.[^3] Done *\\[unsupported\\]*\n" in markdown
+    assert "b[^4]" in markdown
+    definitions = [line for line in markdown.splitlines() if re.match(r"\[\^\d+\]:", line)]
+    assert [line.split(":", 1)[1].split(",")[0] for line in definitions] == [
+        r" lease\_2021.pdf",
+        " statute.pdf",
+        " paper.pdf",
+        r" lease\_2021.pdf",
+    ]
+
+
+def test_docx_notes_follow_each_supported_sentence_and_mark_the_others(tmp_path: Path) -> None:
+    path = write_docx(tmp_path / "memo.docx", "Memo", [_cited_section()])
+
+    paragraphs = docx.Document(str(path)).paragraphs[2:]
+    assert [p.text for p in paragraphs] == [
+        f"The tenant repairs., The moon is cheese. {UNSUPPORTED_MARK}",
+        f"- The landlord insures. Done {UNSUPPORTED_MARK}",
+    ]
+    assert [_reference_ids(p) for p in paragraphs] == [[1, 2], [3]]
+    marks = [run for p in paragraphs for run in p.runs if run.text.strip() == UNSUPPORTED_MARK]
+    assert len(marks) == 2 and all(run.italic for run in marks)
+    notes = _notes(_footnotes_xml(path))
+    assert sorted(notes) == [1, 2, 3] and "paper.pdf, p. 3" in notes[3]
+
+
+def test_an_exported_draft_has_notes_only_for_its_supported_sentences(
+    workspace, tiny_model, tmp_path: Path
+) -> None:
+    """A real draft over the samples: one block edited to a sentence copied from a page and one
+    that no source holds; the export cites the first and marks the second."""
+    copied = "The Customer shall pay each valid invoice within thirty (30) days of the date."
+    unrelated = "The striker scored twice in the second half to win the cup final."
+    drafter = workspace.drafter(str(tiny_model))
+    draft = drafter.start("Payment terms", ["Payment"], draft_settings(tiny_model))
+    edit_text(drafter.tokenizer, draft.blocks[0], f"{copied} {unrelated}")
+    workspace.drafts.save(draft)
+
+    (block,) = workspace.to_json(drafter, draft)["blocks"]
+    supported, unsupported = block["sentences"]
+    assert supported["supported"] and not unsupported["supported"]
+    assert supported["citations"][0]["filename"] == "services-agreement.pdf"
+    markdown = workspace.export(draft.draft_id, "md", tmp_path / "d.md").read_text("utf-8")
+    body, notes = markdown.split("## Payment", 1)[1].split("\n\n[^1]: ", 1)
+    assert body.count("[^") == len(supported["citations"]) >= 1
+    assert body.rstrip().endswith("*\\[unsupported\\]*")
+    assert "services-agreement.pdf, p. 2: “3.2 The Customer shall pay each valid invoice" in notes
+    docx_path = workspace.export(draft.draft_id, "docx", tmp_path / "d.docx")
+    assert len(_notes(_footnotes_xml(docx_path))) == len(supported["citations"])
