@@ -30,10 +30,12 @@ bottom, boxes on the same row left to right.
 
 Confidence: a page's is the mean of its lines' recognition scores (RapidOCR's mean character
 probability) weighted by their length, counting the lines dropped for scoring under
-`TEXT_SCORE`; a page under `LOW_CONFIDENCE` is flagged. Measured on the samples (bench/ocr.py):
-clean, skewed and noisy 300 dpi scans score 0.98-0.99; 100 dpi scans 0.95 with 5% of their
-characters wrong; a blurred, barely legible scan 0.75. The score misses some bad pages (a
-moderately blurred scan scores 0.97 with 13% wrong), so a page that passes is not proof.
+`TEXT_SCORE`; a page under `LOW_CONFIDENCE` is flagged. Measured on six sample pages
+(bench/ocr.py): clean, skewed (1.5 degrees) and noisy 300 dpi scans score 0.988 with 0.4-1.1%
+of their characters wrong, 150 and 100 dpi scans 0.97 with 3.4% and 1.2% (mostly spaces the
+recognizer drops); a blurred, barely legible scan scores 0.885 (tests/test_ocr.py). The score
+misses some bad pages (a title page blurred by 3 pixels scores 0.97 with 13% wrong), so a page
+that passes is not proof.
 
 Bounds: one page is recognised at a time per process (a lock), with an explicit number of
 onnxruntime threads (`OcrOptions.threads`, all this process may use by default, at most 4), so
