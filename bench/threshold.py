@@ -4,7 +4,7 @@
                               [--thresholds 0.9 0.7 0.5] [--tokens 64]
 
 Prints JSON on stdout (progress on stderr). With random weights every proposal is nearly uniform,
-so no proposal ever reaches a threshold and the rule degenerates to its floor; a threshold can only
+so no proposal ever reaches a threshold and the rule commits one token a step; a threshold can only
 be measured with a model that has learnt something. So this benchmark first trains a small BERT
 masked diffusion LM (LLaDA's objective: mask each token with probability t ~ U(0, 1), predict the
 masked ones) for a fixed number of steps on the library's own text: the sample documents, and
@@ -22,8 +22,8 @@ Then the engine drafts the same 4 sections from a library of the sample document
 - `linear-1`: the linear schedule at one token per block per step (LLaDA's reference cost: as
   many forward passes as tokens);
 - `linear-4`: four tokens per block per step (a fixed 4x fewer passes);
-- `threshold-τ`: commit every proposal whose confidence is at least τ (at least one per block),
-  with the one-token-per-step schedule as the floor, so a block never takes longer than `linear-1`.
+- `threshold-τ`: commit every proposal whose confidence is at least τ, and always the most
+  confident one (Fast-dLLM's rule), so a block never takes longer than `linear-1`.
 Per variant: forward passes (batched steps until every block is done), tokens committed per pass,
 passes saved against `linear-1`, the share of positions whose final token equals `linear-1`'s
 (how far the result moves), and the mean confidence of the committed tokens. Greedy proposals

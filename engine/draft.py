@@ -54,7 +54,8 @@ class DraftSettings:
     steps: int = 64  # denoising steps per block run (the recipe: one token per step)
     block_tokens: int = 64  # canvas length of a new block: the most a section can hold
     passages: int = 3  # evidence passages per block
-    refresh_every: int = 4  # re-run retrieval from the block's text every R steps (0: never)
+    refresh_every: int = 4  # re-run retrieval from the block's text every R steps (0: never);
+    # with the context cache, at each new sub-block instead (a new prompt costs a full pass)
     temperature: float = 0.0
     order: str = "low_confidence"
     threshold: float | None = None  # None: the schedule; else commit by confidence >= tau

@@ -130,13 +130,7 @@ class Drafter:
             ]
             if not active or (stop_after is not None and steps_run >= stop_after) or should_stop():
                 return
-            every = draft.settings.refresh_every
-            stale = [
-                i
-                for i in active
-                if draft.blocks[i].prompt is None
-                or (every and draft.blocks[i].step % every == 0 and draft.blocks[i].step > 0)
-            ]
+            stale = [i for i in active if self._refresh_due(draft, draft.blocks[i], caches)]
             self.refresh_evidence(draft, stale)
             for i in stale:
                 prompt = self._prompt(draft, i)
@@ -207,6 +201,20 @@ class Drafter:
             conditional, unconditional = logits.chunk(2)
             logits = unconditional + (settings.cfg + 1) * (conditional - unconditional)
         return logits
+
+    def _refresh_due(self, draft: Draft, block: Block, caches: PrefixCaches | None) -> bool:
+        """Whether the block's retrieval (and so its prompt) is refreshed before this step:
+        every `refresh_every` steps; with the prefix cache, when a new sub-block starts instead,
+        since a new prompt costs a full pass and the cache's rule is one per sub-block."""
+        every = draft.settings.refresh_every
+        if block.prompt is None:
+            return True
+        if not every or block.step == 0:
+            return False
+        if caches is not None:
+            start, _ = window(block.canvas, draft.settings.sub_block, self._origin(block))
+            return start != block.window_start
+        return block.step % every == 0
 
     def _origin(self, block: Block) -> int:
         """Where the block's sub-blocks are counted from: its prompt's first token for a
