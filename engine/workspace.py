@@ -10,6 +10,7 @@ from pathlib import Path
 
 from engine.attribution import SentenceSupport, Support, attribute, attribute_sentences
 from engine.config import Settings
+from engine.conflicts import find_conflicts
 from engine.draft import Draft, DraftError, block_text, pinned_spans
 from engine.draft_store import DraftStore
 from engine.drafting import Drafter
@@ -46,8 +47,8 @@ class Workspace:
         return attribute(self.library, text, k=k, doc_ids=draft.blocks[index].targets or None)
 
     def to_json(self, drafter: Drafter, draft: Draft) -> dict:
-        """The draft as DESIGN section 3 shows it: blocks with text, step, pins and sources,
-        and for a finished block each sentence with its citations."""
+        """The draft as DESIGN section 3 shows it: blocks with text, step, pins and sources;
+        for a finished block, each sentence with its citations and where those disagree."""
         blocks = []
         for index, block in enumerate(draft.blocks):
             done_text = drafter.text(draft, index) if block.done else ""
@@ -62,6 +63,7 @@ class Workspace:
                 if cited
                 else []
             )
+            conflicts = find_conflicts([c.hit for s in sentences for c in s.citations])
             blocks.append(
                 {
                     "heading": block.heading,
@@ -76,6 +78,7 @@ class Workspace:
                     ],
                     "sources": sources,
                     "sentences": [s.to_json() for s in sentences],
+                    "conflicts": [c.to_json() for c in conflicts],
                 }
             )
         return {

@@ -395,26 +395,38 @@ def test_docx_notes_follow_each_supported_sentence_and_mark_the_others(tmp_path:
     assert sorted(notes) == [1, 2, 3] and "paper.pdf, p. 3" in notes[3]
 
 
-def test_an_exported_draft_has_notes_only_for_its_supported_sentences(
+def test_a_drafts_sentences_conflicts_and_notes_only_for_supported_sentences(
     workspace, tiny_model, tmp_path: Path
 ) -> None:
-    """A real draft over the samples: one block edited to a sentence copied from a page and one
-    that no source holds; the export cites the first and marks the second."""
+    """A real draft over the samples. Block 1: a sentence copied from a page, then one that no
+    source holds; the export cites the first and marks the second. Block 2: a notice clause that
+    two samples fill with different periods, which its `conflicts` show."""
     copied = "The Customer shall pay each valid invoice within thirty (30) days of the date."
     unrelated = "The striker scored twice in the second half to win the cup final."
+    notice = "Either party may end this Agreement by giving the other party written notice."
     drafter = workspace.drafter(str(tiny_model))
-    draft = drafter.start("Payment terms", ["Payment"], draft_settings(tiny_model))
+    draft = drafter.start("Payment terms", ["Payment", "Notice"], draft_settings(tiny_model))
     edit_text(drafter.tokenizer, draft.blocks[0], f"{copied} {unrelated}")
+    edit_text(drafter.tokenizer, draft.blocks[1], notice)
     workspace.drafts.save(draft)
 
-    (block,) = workspace.to_json(drafter, draft)["blocks"]
+    block, notice_block = workspace.to_json(drafter, draft)["blocks"]
     supported, unsupported = block["sentences"]
     assert supported["supported"] and not unsupported["supported"]
     assert supported["citations"][0]["filename"] == "services-agreement.pdf"
+    assert block["conflicts"] == []
+    # the NDA gives thirty days' notice, the services agreement ninety: the section shows both
+    (conflict,) = notice_block["conflicts"]
+    sides = {(v["filename"], v["page_label"], v["value"]) for v in conflict["values"]}
+    assert sides == {("nda.pdf", "2", 30), ("services-agreement.pdf", "3", 90)}
+    cited = len(supported["citations"]) + len(notice_block["sentences"][0]["citations"])
     markdown = workspace.export(draft.draft_id, "md", tmp_path / "d.md").read_text("utf-8")
-    body, notes = markdown.split("## Payment", 1)[1].split("\n\n[^1]: ", 1)
-    assert body.count("[^") == len(supported["citations"]) >= 1
-    assert body.rstrip().endswith("*\\[unsupported\\]*")
-    assert "services-agreement.pdf, p. 2: “3.2 The Customer shall pay each valid invoice" in notes
+    payment = markdown.split("## Payment", 1)[1].split("## Notice", 1)[0]
+    assert payment.count("[^") == len(supported["citations"]) >= 1
+    assert payment.rstrip().endswith("*\\[unsupported\\]*")
+    assert (
+        "services-agreement.pdf, p. 2: “3.2 The Customer shall pay each valid invoice" in markdown
+    )
+    assert len(re.findall(r"^\[\^\d+\]: ", markdown, re.MULTILINE)) == cited
     docx_path = workspace.export(draft.draft_id, "docx", tmp_path / "d.docx")
-    assert len(_notes(_footnotes_xml(docx_path))) == len(supported["citations"])
+    assert len(_notes(_footnotes_xml(docx_path))) == cited
