@@ -14,6 +14,7 @@ which a command that only lists documents should not pay for.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import time
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS pages (
     page_index INTEGER NOT NULL,
     page_label TEXT NOT NULL,
     text TEXT NOT NULL,
+    ocr TEXT,  -- a recognised page's lines and boxes (JSON), NULL for a text layer
     PRIMARY KEY (doc_id, page_index)
 );
 CREATE TABLE IF NOT EXISTS chunks (
@@ -115,6 +117,9 @@ class Catalog:
         self.timeout_s = timeout_s
         with self.connect() as db:
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(pages)")}
+            if "ocr" not in columns:  # a library made before OCR
+                db.execute("ALTER TABLE pages ADD COLUMN ocr TEXT")
 
     def connect(self) -> AbstractContextManager[sqlite3.Connection]:
         return connection(self.path, self.timeout_s)
@@ -141,8 +146,8 @@ class Catalog:
                 ),
             )
             db.executemany(
-                "INSERT INTO pages VALUES (?, ?, ?, ?)",
-                [(doc_id, p.page_index, p.page_label, p.text) for p in pages],
+                "INSERT INTO pages VALUES (?, ?, ?, ?, ?)",
+                [(doc_id, p.page_index, p.page_label, p.text, _ocr_json(p)) for p in pages],
             )
             # the table's columns are the Chunk fields, in order
             db.executemany(
@@ -240,14 +245,18 @@ class Catalog:
 
     def page(self, doc_id: str, page_index: int) -> Page | None:
         from engine.documents import Page
+        from engine.ocr import PageOcr
 
         with self.connect() as db:
             row = db.execute(
-                "SELECT page_index, page_label, text FROM pages"
+                "SELECT page_index, page_label, text, ocr FROM pages"
                 " WHERE doc_id = ? AND page_index = ?",
                 (doc_id, page_index),
             ).fetchone()
-        return Page(*row) if row else None
+        if row is None:
+            return None
+        ocr = PageOcr.from_json(json.loads(row[3])) if row[3] else None
+        return Page(*row[:3], ocr=ocr)
 
     def page_chunks(self, doc_id: str, page_index: int) -> list[Chunk]:
         """The chunks of one page in reading order: each one's neighbours are beside it."""
@@ -266,3 +275,7 @@ def open_catalog(library_dir: Path) -> Catalog | None:
     """The catalog of an existing library folder, or None when there is no library there."""
     path = library_dir / CATALOG_FILE
     return Catalog(path) if path.exists() else None
+
+
+def _ocr_json(page: Page) -> str | None:
+    return json.dumps(page.ocr.to_json()) if page.ocr is not None else None

@@ -88,6 +88,16 @@ class _Snapshot:
         return cls(index.generation, index.lexical, rows, index.rows_by_doc())
 
 
+def ocr_note(parsed) -> str:
+    """What the upload says of its recognised pages: how many, how sure, which were weak."""
+    recognised = parsed.recognised_pages
+    note = f"{len(recognised)} pages read by OCR (confidence {parsed.ocr_confidence:.2f}"
+    weak = [str(index + 1) for index in parsed.low_confidence_pages]
+    if weak:
+        note += f"; low on p. {', '.join(weak[:10])}" + ("…" if len(weak) > 10 else "")
+    return note + ")"
+
+
 MAX_FILENAME_CHARS = 200
 # Control characters (C0, C1), line and paragraph separators, byte-order marks and the bidi
 # marks, embeddings, overrides and isolates: "invoice\u202efdp.exe" would display as
@@ -202,8 +212,10 @@ class Library:
             with self._lock:
                 self._adding.discard(doc_id)
         note = f"{len(parsed.pages)} pages, {len(chunks)} chunks"
+        if parsed.recognised_pages:
+            note += "; " + ocr_note(parsed)
         if parsed.empty_pages:
-            note += f"; {parsed.empty_pages} pages without extractable text (scanned?)"
+            note += f"; {parsed.empty_pages} pages without extractable text (blank or unreadable)"
         return IngestOutcome(name, "added", note, doc_id, len(parsed.pages), len(chunks))
 
     def _store(

@@ -176,6 +176,14 @@ def test_search_finds_a_scanned_phrase_and_the_highlight_lands_on_it(ingested, m
     assert overlap(tuple(v / scale for v in marked), true_box) > 0.8
 
 
+def test_the_recognised_lines_are_kept_in_the_catalog_and_the_upload_says_so(ingested, mixed):
+    library, outcome = ingested.library, ingested.outcome
+    assert "1 pages read by OCR (confidence 0.9" in outcome.message
+    stored = library.page(outcome.doc_id, 1)
+    assert stored.recognised and stored.ocr.to_json() == mixed.pages[1].ocr.to_json()
+    assert library.page(outcome.doc_id, 0).ocr is None  # the text page keeps its text layer
+
+
 def test_a_scan_is_highlighted_without_stored_lines_by_recognising_it_again(tmp_path):
     image = top_part(render_page(NDA, 0, DPI), DPI, 120)
     path = write(tmp_path / "scan.pdf", image_pdf([image], DPI))

@@ -18,14 +18,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from engine.config import DEFAULT_MODEL
-from engine.draft import (
-    Draft,
-    DraftSettings,
-    edit_text,
-    pin_selection,
-    pinned_spans,
-    unpin_selection,
-)
+from engine.draft import Draft, DraftSettings, pinned_spans
 from engine.drafting import Drafter
 from engine.errors import PalimpsestError
 from engine.families import FAST_THRESHOLD
@@ -284,7 +277,10 @@ def build_draft_tab(app: gr.Blocks, tab: gr.Tab, sessions: Sessions) -> DraftTab
         stop_after: int | None = None,
     ) -> Iterator[list]:
         workspace = session.workspace
-        with session.runs.running(draft.draft_id) as pause_requested:
+        with (
+            session.runs.running(draft.draft_id) as pause_requested,
+            session.workspace.running(draft.draft_id),  # block operations refuse it meanwhile
+        ):
             yield render(workspace, draft, drafter, "Drafting…")
             for event in drafter.run(
                 draft, only=only, stop_after=stop_after, should_stop=pause_requested.is_set
@@ -450,61 +446,53 @@ def build_draft_tab(app: gr.Blocks, tab: gr.Tab, sessions: Sessions) -> DraftTab
     def wire(index: int, slot: BlockSlot) -> None:
         """The per-block operations; each refuses to touch a draft that is running."""
 
-        def changed(
-            request: gr.Request, current: str | None, change: Callable[[Draft, Drafter], None]
-        ) -> list:
+        Operation = Callable[[Workspace, str], tuple[Draft, Drafter]]
+
+        def draft_id_of(current: str | None) -> str:
+            if not current:
+                raise PalimpsestError("start a draft first, or open one from the Drafts tab")
+            return current
+
+        def changed(request: gr.Request, current: str | None, operation: Operation) -> list:
             session = sessions(request)
-            draft, drafter = open_current(session, current)
-            session.runs.require_idle(draft.draft_id)
-            change(draft, drafter)
-            session.workspace.drafts.save(draft)
+            draft, drafter = operation(session.workspace, draft_id_of(current))
             return render(session.workspace, draft, drafter, "Saved.", attribution=True)
+
+        def redrafted(request: gr.Request, current: str | None, operation: Operation):
+            session = sessions(request)
+            draft, drafter = operation(session.workspace, draft_id_of(current))
+            yield from stream(session, draft, drafter, only=[index])
 
         @guarded
         def on_pin(current, selection, request: gr.Request):
             if not selection:
                 raise PalimpsestError("select some text of the block first, then press Pin")
             start, end = selection
-            yield changed(
-                request,
-                current,
-                lambda d, dr: pin_selection(dr.tokenizer, d.blocks[index], start, end),
-            )
+            yield changed(request, current, lambda ws, d: ws.pin(d, index, start, end))
 
         @guarded
         def on_unpin(current, chosen, request: gr.Request):
             if not chosen:
                 raise PalimpsestError("choose a pinned passage to unpin")
             start, end = map(int, chosen.split(":"))
-            yield changed(
-                request,
-                current,
-                lambda d, dr: unpin_selection(dr.tokenizer, d.blocks[index], start, end),
-            )
+            yield changed(request, current, lambda ws, d: ws.unpin(d, index, start, end))
 
         @guarded
         def on_save(current, text, lock, request: gr.Request):
-            yield changed(
-                request,
-                current,
-                lambda d, dr: edit_text(dr.tokenizer, d.blocks[index], text or "", lock=bool(lock)),
-            )
+            yield changed(request, current, lambda ws, d: ws.edit(d, index, text or "", bool(lock)))
 
         @guarded
         def on_rerun(current, strength, request: gr.Request):
-            session = sessions(request)
-            draft, drafter = open_current(session, current)
-            session.runs.require_idle(draft.draft_id)
-            drafter.rerun(draft, index, float(strength))
-            yield from stream(session, draft, drafter, only=[index])
+            yield from redrafted(
+                request, current, lambda ws, d: ws.rerun(d, index, float(strength))
+            )
 
         @guarded
         def on_retarget(current, doc_ids, strength, request: gr.Request):
-            session = sessions(request)
-            draft, drafter = open_current(session, current)
-            session.runs.require_idle(draft.draft_id)
-            drafter.retarget(draft, index, list(doc_ids or []), float(strength))
-            yield from stream(session, draft, drafter, only=[index])
+            targets = list(doc_ids or [])
+            yield from redrafted(
+                request, current, lambda ws, d: ws.retarget(d, index, targets, float(strength))
+            )
 
         def on_select(event: gr.SelectData):
             return list(event.index) if isinstance(event.index, list | tuple) else None
@@ -598,8 +586,10 @@ def _evidence(workspace: Workspace, doc_id: str, page_index: int, quote: str):
     page = workspace.library.page(doc_id, page_index)
     if record is None or page is None:
         return None, "That document is no longer in the library.", None
-    image, found = render_page(workspace.library.pdf_path(doc_id), page_index, quote)
+    image, found = render_page(workspace.library.pdf_path(doc_id), page_index, quote, ocr=page.ocr)
     note = "" if found or not quote else " (the quoted passage could not be located on the image)"
+    if page.low_confidence:
+        note += f" (read by OCR with low confidence, {page.ocr.confidence:.2f}: check the scan)"
     caption = (
         f"**{html.escape(record.filename)}** · page {html.escape(page.page_label)} "
         f"(physical {page_index + 1} of {record.pages}){note}"
