@@ -193,10 +193,10 @@ STOPWORDS = _word_set(
 
 def content_words(text: str) -> set[str]:
     """The stems of `text`'s words other than stop words (numbers kept: "30" is content)."""
-    return {_stem(word) for word in _words(text)[0] if word not in STOPWORDS}
+    return {stem(word) for word in _words(text)[0] if word not in STOPWORDS}
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
     """A crude stem, enough for overlap: "terminate", "termination" -> "termi"; "parties" ->
     "party"."""
     if word.endswith("ies") and len(word) > 4:
@@ -218,7 +218,7 @@ SENTENCE_CANDIDATES = 5  # passages scored per sentence
 
 
 @dataclass(frozen=True)
-class Citation:
+class SentenceCitation:
     """A passage that supports one sentence, and the span of its page quoted for it."""
 
     hit: SearchHit
@@ -251,7 +251,7 @@ class SentenceSupport:
     end: int
     text: str
     support: float  # the best candidate's, cited or not
-    citations: list[Citation]  # those at or above `SUPPORTED_AT`, strongest first
+    citations: list[SentenceCitation]  # those at or above `SUPPORTED_AT`, strongest first
 
     @property
     def supported(self) -> bool:
@@ -274,7 +274,7 @@ def sentence_support(cosine: float, overlap: float) -> float:
     return 0.5 * max(cosine, 0.0) + 0.5 * overlap
 
 
-def _cite(sentence: str, sentence_start: int, hit: SearchHit, cosine: float) -> Citation:
+def _cite(sentence: str, sentence_start: int, hit: SearchHit, cosine: float) -> SentenceCitation:
     """`hit` as a citation of `sentence`: its best-matching sentence quoted, verbatim runs
     located on both sides."""
     candidates = split_sentences(hit.text) or [(0, len(hit.text))]
@@ -287,7 +287,7 @@ def _cite(sentence: str, sentence_start: int, hit: SearchHit, cosine: float) -> 
         for a0, a1, b0, b1 in matched_spans(sentence, hit.text[q0:q1])
     ]
     support = sentence_support(cosine, overlaps[best])
-    return Citation(hit, support, hit.char_start + q0, hit.char_start + q1, spans)
+    return SentenceCitation(hit, support, page, page + q1 - q0, spans)
 
 
 def attribute_sentences(
@@ -295,8 +295,8 @@ def attribute_sentences(
 ) -> list[SentenceSupport]:
     """Every sentence of `text` with up to `k` passages that support it (none: unsupported).
 
-    The sentences are searched and embedded in one batch each, so a section costs two model
-    calls whatever its length."""
+    The sentences are searched in one batch and embedded in one more (the search does not hand
+    back its query vectors), so a section costs two embedding calls whatever its length."""
     bounds = split_sentences(text)
     if not bounds:
         return []
@@ -316,7 +316,7 @@ def attribute_sentences(
     return results
 
 
-def _distinct(citations: Iterable[Citation]) -> list[Citation]:
+def _distinct(citations: Iterable[SentenceCitation]) -> list[SentenceCitation]:
     """`citations` without repeats of one quote (neighbouring chunks share a sentence)."""
     seen: set[tuple[str, int, int, int]] = set()
     kept = []

@@ -4,8 +4,9 @@ Precedents often differ on exactly the values a drafter must choose between ("th
 written notice" in one, "sixty (60) days'" in another), and a model reading both may pick either.
 No language model is needed to see it: every quantity in a passage is found by pattern, its value
 normalised (number words to numbers, durations to days, dates to ISO, money to an amount in a
-currency), and described by the content words around it in its sentence. Two passages from
-different documents conflict when they hold quantities of the same kind and unit, in the same
+currency, a count to the thing counted: "three (3) members"), and described by the content words
+around it in its sentence; numbers that refer ("clause 12", "s. 4") are not figures. Two passages
+from different documents conflict when they hold quantities of the same kind and unit, in the same
 context (enough shared words around them), with different values. Quantities inside one document
 are not compared: a document that gives two periods is usually describing two provisions.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from itertools import combinations
 
-from engine.attribution import content_words, split_sentences
+from engine.attribution import STOPWORDS, content_words, split_sentences, stem
 from engine.library import SearchHit
 
 CONTEXT_BEFORE = 8  # words of the sentence before a quantity that describe it
@@ -72,10 +73,19 @@ _MONEY_NAMED = re.compile(  # "2,000,000 Kestrel dollars", "five million pounds"
 )
 
 
+_COUNT = re.compile(rf"{_NUMBER}\s+(?P<noun>[a-z][a-z-]+)")  # "three (3) members", "48 tasks"
+# Words before a number that make it a reference, not a figure: "clause 12 states", "s. 4 of".
+_REFERENCES = frozenset((
+    "annex", "appendix", "art", "article", "articles", "chapter", "cl", "clause", "clauses", "fig",
+    "figure", "item", "no", "p", "page", "para", "paragraph", "part", "pp", "reg", "regulation",
+    "rule", "s", "schedule", "section", "sections", "table",
+))  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Quantity:
-    kind: str  # "date", "duration", "money" or "percentage"
-    unit: str  # what the value counts: "day", "business day", "GBP", "%", "date"
+    kind: str  # "date", "duration", "money", "percentage" or "count"
+    unit: str  # what the value counts: "day", "business day", "GBP", "%", "date", "member"
     value: float | str  # days for durations, an ISO string for dates
     start: int  # in the passage text
     end: int
@@ -152,9 +162,10 @@ def _number(match: re.Match, name: str = "number") -> float | None:
 
 
 def extract_quantities(text: str) -> list[Quantity]:
-    """The dates, durations, amounts of money and percentages in `text`, each with its context."""
+    """The dates, durations, amounts of money, percentages and counts of things in `text`, each
+    with its context; where two overlap, the one that starts first (then the longer) is kept."""
     sentences = split_sentences(text) or [(0, len(text))]
-    found = [*_dates(text), *_durations(text), *_percentages(text), *_money(text)]
+    found = [*_dates(text), *_durations(text), *_percentages(text), *_money(text), *_counts(text)]
     found.sort(key=lambda item: (item[0], -item[1]))
     quantities, taken = [], -1
     for start, end, kind, unit, value in found:
@@ -235,6 +246,22 @@ def _currency(match: re.Match) -> str:
         return _CURRENCIES[match.group("symbol").strip().lower()]
     name = " ".join(match.group("name").split())
     return _CURRENCY_WORDS.get(name.lower(), name)
+
+
+def _counts(text: str) -> list[Found]:
+    found = []
+    for match in _COUNT.finditer(text):
+        noun = match.group("noun")
+        previous = re.findall(r"\w+", text[max(0, match.start() - 20) : match.start()])
+        if previous and previous[-1].lower() in _REFERENCES:
+            continue
+        if noun in STOPWORDS or not _describes(noun):
+            continue
+        number = _number(match)
+        if number is not None:
+            singular = noun if noun.endswith("ss") else noun.removesuffix("s")
+            found.append((match.start(), match.end(), "count", stem(singular), number))
+    return found
 
 
 def _context(text: str, sentence: tuple[int, int], start: int, end: int) -> frozenset[str]:

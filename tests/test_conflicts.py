@@ -53,12 +53,25 @@ def test_numbers_in_words_and_figures(text: str, value: float | None) -> None:
         ("2,000,000 Kestrel dollars", "money", "Kestrel dollars", 2e6),
         ("interest at 4% a year", "percentage", "%", 4),
         ("interest at five per cent", "percentage", "%", 5),
+        ("a board of three (3) members", "count", "membe", 3),
+        ("we ran 48 tasks", "count", "task", 48),
     ],
 )
 def test_quantities_are_found_and_normalised(text, kind, unit, value) -> None:
     (quantity,) = [q for q in extract_quantities(text) if q.kind == kind]
     assert (quantity.unit, quantity.value) == (unit, value)
     assert text[quantity.start : quantity.end] == quantity.text
+
+
+def test_references_are_not_figures() -> None:
+    assert extract_quantities("as clause 12 states and s. 4 provides, see page 3 below") == []
+
+
+def test_different_counts_of_one_thing_conflict() -> None:
+    board = "The supervisory board has three (3) members appointed by the shareholders."
+    (conflict,) = find_conflicts([_hit(board, "a"), _hit(board.replace("three (3)", "5"), "b")])
+    assert conflict.kind == "count" and "board" in conflict.about
+    assert [side["value"] for side in conflict.to_json()["values"]] == [3, 5]
 
 
 def test_context_is_the_words_around_a_quantity_without_values() -> None:
