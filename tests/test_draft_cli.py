@@ -128,8 +128,18 @@ def test_kill_9_during_draft_then_resume_loses_nothing(library_dir, tiny_model):
     assert canvases(library_dir, draft_id)[0] == canvases(library_dir, reference["draft_id"])[0]
 
 
+COPIED = (
+    "Either party may terminate this Agreement, or any Statement of Work, for convenience by "
+    "giving the other party not less than ninety (90) days' written notice."
+)  # from the services agreement's clause 5.1
+
+
 def test_export_markdown_and_docx_with_footnotes(library_dir, tiny_model, tmp_path):
+    """The tiny model's text is nonsense, so its sections are marked unsupported; the first
+    section is edited to a sentence of a sample page, which gets its footnote."""
     draft = json.loads(palimpsest(*draft_args(tiny_model), library=library_dir, check=True).stdout)
+    edit = ("edit", draft["draft_id"], "--block", "1", "--text", COPIED)
+    palimpsest(*edit, library=library_dir, check=True)
     markdown = tmp_path / "draft.md"
     docx_path = tmp_path / "draft.docx"
     for fmt, path in (("md", markdown), ("docx", docx_path)):
@@ -146,10 +156,12 @@ def test_export_markdown_and_docx_with_footnotes(library_dir, tiny_model, tmp_pa
         assert str(path) in result.stdout
     text = markdown.read_text()
     assert all(f"## {heading}" in text for heading in HEADINGS)
-    assert "[^1]:" in text and ".pdf, p. " in text
+    assert "[^1]:" in text and "services-agreement.pdf, p. " in text
+    assert "unsupported" in text.split(f"## {HEADINGS[1]}")[1]
     with zipfile.ZipFile(docx_path) as archive:
         footnotes = archive.read("word/footnotes.xml").decode()
-    assert footnotes.count("<w:footnote ") >= 3 and ".pdf, p. " in footnotes
+    assert footnotes.count("<w:footnote ") >= 3  # two separators and the citation
+    assert "services-agreement.pdf, p. " in footnotes
 
 
 def test_missing_or_broken_model_gives_one_clear_message(library_dir, tmp_path):
