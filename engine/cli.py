@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,9 +63,11 @@ def open_workspace(args: argparse.Namespace) -> Workspace:
     return Workspace(Settings().with_library(args.library))
 
 
-def run_to_stderr(drafter: Drafter, draft: Draft, stop_after: int | None) -> None:
-    """Run the draft, printing one progress line per step to stderr."""
-    for event in drafter.run(draft, stop_after=stop_after):
+def run_to_stderr(
+    drafter: Drafter, draft: Draft, stop_after: int | None, only: list[int] | None = None
+) -> None:
+    """Run the draft (or `only` these blocks), printing one progress line per step to stderr."""
+    for event in drafter.run(draft, only=only, stop_after=stop_after):
         progress = "  ".join(
             f"[{i + 1}] {b.step}/{b.steps_total}" + (" done" if b.done else f" {b.masked} masked")
             for i, b in enumerate(event.blocks)
@@ -141,6 +143,75 @@ def cmd_export(args: argparse.Namespace) -> int:
     path = open_workspace(args).export(args.draft_id, args.format, args.output)
     print(f"wrote {path}")
     return EXIT_OK
+
+
+# -- block operations: `--block N` counts from 1, as `show` and the web app number blocks ------
+
+BlockOperation = Callable[["Workspace", int], "tuple[Draft, Drafter]"]
+
+
+def changed_block(args: argparse.Namespace, operation: BlockOperation) -> int:
+    """Apply one block operation (a Workspace transaction) and print the draft as `show` does."""
+    workspace = open_workspace(args)
+    draft, drafter = operation(workspace, args.block - 1)
+    print_draft(workspace, drafter, draft, args.json)
+    return EXIT_OK
+
+
+def redrafted_block(args: argparse.Namespace, operation: BlockOperation) -> int:
+    """Re-noise a block (re-run or retarget), then redraft it alone in this process, holding
+    the draft as running so no other operation lands between two of its steps."""
+    workspace = open_workspace(args)
+    index = args.block - 1
+    draft, drafter = operation(workspace, index)
+    print(f"draft {draft.draft_id}: redrafting block {args.block}", file=sys.stderr, flush=True)
+    with workspace.running(draft.draft_id):
+        run_to_stderr(drafter, draft, None, only=[index])
+    print_draft(workspace, drafter, draft, args.json)
+    return EXIT_OK
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    return changed_block(args, lambda ws, i: ws.pin(args.draft_id, i, args.start, args.end))
+
+
+def cmd_unpin(args: argparse.Namespace) -> int:
+    return changed_block(args, lambda ws, i: ws.unpin(args.draft_id, i, args.start, args.end))
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    text = args.text if args.text is not None else read_text(args.file)
+    return changed_block(args, lambda ws, i: ws.edit(args.draft_id, i, text, lock=args.lock))
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    return redrafted_block(args, lambda ws, i: ws.rerun(args.draft_id, i, args.strength))
+
+
+def cmd_retarget(args: argparse.Namespace) -> int:
+    def retarget(workspace: Workspace, index: int) -> tuple[Draft, Drafter]:
+        doc_ids = [full_doc_id(workspace.library, d) for d in args.doc or []]
+        return workspace.retarget(args.draft_id, index, doc_ids, args.strength)
+
+    return redrafted_block(args, retarget)
+
+
+def read_text(path: str) -> str:
+    """A file's text ('-': standard input), without the newline an editor ends it with."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise PalimpsestError(f"cannot read {path}: {error}") from error
+    return text.rstrip("\n")
+
+
+def full_doc_id(library: Library, doc_id: str) -> str:
+    """The document whose id is `doc_id` or starts with it (`docs` prints the first 12
+    characters); an unknown id is left as given, for the operation to refuse."""
+    matches = [r.doc_id for r in library.documents() if r.doc_id.startswith(doc_id)]
+    if len(matches) > 1 and doc_id not in matches:
+        raise PalimpsestError(f"{doc_id!r} starts the ids of {len(matches)} documents; give more")
+    return matches[0] if len(matches) == 1 else doc_id
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -345,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["md", "docx"], required=True)
     export.add_argument("-o", "--output", required=True, metavar="FILE")
 
+    add_block_commands(command)
+
     docs = command("docs", cmd_docs, "list the documents in the library")
     docs.add_argument("--json", action="store_true")
 
@@ -356,6 +429,70 @@ def build_parser() -> argparse.ArgumentParser:
     adduser.add_argument("--users", required=True, metavar="FILE", help="the users file")
     adduser.set_defaults(handler=cmd_adduser)
     return parser
+
+
+def add_block_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """pin, unpin, edit, rerun and retarget: each changes one block of a saved draft, saves it
+    and prints the draft as `show` does (`--json` as `show --json`)."""
+
+    def block_command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        sub = command(name, handler, help_text)
+        sub.add_argument("draft_id")
+        sub.add_argument(
+            "--block",
+            type=int,
+            required=True,
+            metavar="N",
+            help="the block, numbered from 1 as `show` and the web app list them",
+        )
+        sub.add_argument("--json", action="store_true", help="print the draft as `show --json`")
+        return sub
+
+    def selection(sub: argparse.ArgumentParser) -> None:
+        for flag, what in (("--start", "first character"), ("--end", "character after the end")):
+            sub.add_argument(
+                flag,
+                type=int,
+                required=True,
+                help=f"the selection's {what}, counted from 0 in the block's text as `show` "
+                "prints it (masks included)",
+            )
+
+    def strength(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--strength",
+            type=float,
+            default=1.0,
+            help="share of the unpinned tokens re-masked, 0-1 (default 1: all of them)",
+        )
+
+    selection(block_command("pin", cmd_pin, "pin the text of a block: it never changes again"))
+    selection(block_command("unpin", cmd_unpin, "unpin the pinned text in a selection"))
+    edit = block_command(
+        "edit", cmd_edit, "replace a block's text with yours (its pinned text must stay)"
+    )
+    given = edit.add_mutually_exclusive_group(required=True)
+    given.add_argument("--text", help="the new text")
+    given.add_argument("--file", metavar="FILE", help="read the new text from FILE ('-': stdin)")
+    edit.add_argument("--lock", action="store_true", help="pin all of the new text")
+    strength(
+        block_command(
+            "rerun", cmd_rerun, "re-mask a block's unpinned text and redraft that block alone"
+        )
+    )
+    retarget = block_command(
+        "retarget",
+        cmd_retarget,
+        "limit a block's retrieval to some documents and redraft that block alone",
+    )
+    retarget.add_argument(
+        "--doc",
+        action="append",
+        metavar="DOC_ID",
+        help="a document to follow (repeatable; an id or its start, as `docs` prints it); "
+        "none: the whole library again",
+    )
+    strength(retarget)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

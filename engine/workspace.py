@@ -6,14 +6,17 @@ Models come from a `Denoisers` cache that several workspaces (one per user) can 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from engine.attribution import SentenceSupport, Support, attribute, attribute_sentences
+from engine.block_ops import ALREADY_RUNNING, RUNNING, DraftLeases, check_strength, unpin_span
 from engine.config import Settings
 from engine.conflicts import find_conflicts
-from engine.draft import Draft, DraftError, block_text, pinned_spans
+from engine.draft import Draft, DraftError, block_text, edit_text, pin_selection, pinned_spans
 from engine.draft_store import DraftStore
-from engine.drafting import Drafter
+from engine.drafting import Drafter, block_of
 from engine.embeddings import Embedder
 from engine.export import Citation, CitedSentence, ExportSection, export_draft
 from engine.library import Library
@@ -31,6 +34,7 @@ class Workspace:
         self.library = Library(settings, embedder=embedder)
         self.drafts = DraftStore(settings.library_dir / "drafts.sqlite3")
         self.denoisers = denoisers or Denoisers(settings.library_dir / "models")
+        self.leases = DraftLeases(settings.library_dir / "leases")
 
     def drafter(self, model: str, int8: bool = False) -> Drafter:
         return Drafter(self.library, self.denoisers.get(model, int8), self.drafts)
@@ -38,6 +42,65 @@ class Workspace:
     def open(self, draft_id: str) -> tuple[Draft, Drafter]:
         draft = self.drafts.load(draft_id)
         return draft, self.drafter(draft.settings.model, draft.settings.int8)
+
+    # -- operations on one block --------------------------------------------------------------
+    # Each is one transaction on the stored draft: hold its lease (refused while it runs), load
+    # it, change one block through the engine's own operation, save it. Blocks are numbered from
+    # 0, as in `Draft.blocks`; messages count from 1, as the UI and the CLI show them.
+
+    def running(self, draft_id: str) -> AbstractContextManager[None]:
+        """Claim a draft for a run (`Drafter.run`): until it ends, every block operation on the
+        draft, from this process or another, is refused instead of being undone by a step."""
+        return self.leases.hold(draft_id, ALREADY_RUNNING)
+
+    def pin(self, draft_id: str, block: int, start: int, end: int) -> tuple[Draft, Drafter]:
+        """Pin the whole tokens covering characters [start, end) of the block's text (masks
+        shown, as `to_json` gives it)."""
+        return self._change(
+            draft_id, block, lambda dr, d: pin_selection(dr.tokenizer, d.blocks[block], start, end)
+        )
+
+    def unpin(self, draft_id: str, block: int, start: int, end: int) -> tuple[Draft, Drafter]:
+        return self._change(
+            draft_id, block, lambda dr, d: unpin_span(dr.tokenizer, d.blocks[block], start, end)
+        )
+
+    def edit(
+        self, draft_id: str, block: int, text: str, lock: bool = False
+    ) -> tuple[Draft, Drafter]:
+        """Replace the block's text with the user's (pinned passages must survive); with `lock`
+        all of it becomes pinned."""
+        return self._change(
+            draft_id, block, lambda dr, d: edit_text(dr.tokenizer, d.blocks[block], text, lock)
+        )
+
+    def rerun(self, draft_id: str, block: int, strength: float = 1.0) -> tuple[Draft, Drafter]:
+        """Re-noise `strength` of the block's unpinned positions and save. The caller redrafts
+        it through the run path, `drafter.run(draft, only=[block])` inside `running`, so the UI
+        can stream the steps and the CLI print them."""
+        check_strength(strength)
+        return self._change(draft_id, block, lambda dr, d: dr.rerun(d, block, strength))
+
+    def retarget(
+        self, draft_id: str, block: int, doc_ids: list[str], strength: float = 1.0
+    ) -> tuple[Draft, Drafter]:
+        """Limit the block's retrieval to `doc_ids` (none: the whole library) and re-noise it,
+        as `rerun` does."""
+        check_strength(strength)
+        return self._change(
+            draft_id, block, lambda dr, d: dr.retarget(d, block, list(doc_ids), strength)
+        )
+
+    def _change(
+        self, draft_id: str, block: int, change: Callable[[Drafter, Draft], None]
+    ) -> tuple[Draft, Drafter]:
+        with self.leases.hold(draft_id, RUNNING):
+            draft = self.drafts.load(draft_id)
+            block_of(draft, block)  # a wrong number is refused before any model is loaded
+            drafter = self.drafter(draft.settings.model, draft.settings.int8)
+            change(drafter, draft)
+            self.drafts.save(draft)
+        return draft, drafter
 
     # -- what a draft says and where it comes from ------------------------------------------
 
