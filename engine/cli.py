@@ -119,7 +119,8 @@ def cmd_draft(args: argparse.Namespace) -> int:
     )
     draft = drafter.start(args.instruction, args.section, settings, seed=args.seed)
     print(f"draft {draft.draft_id}", file=sys.stderr, flush=True)
-    run_to_stderr(drafter, draft, args.stop_after)
+    with workspace.running(draft.draft_id):  # block operations refuse it meanwhile
+        run_to_stderr(drafter, draft, args.stop_after)
     print_draft(workspace, drafter, draft, args.json)
     return EXIT_OK
 
@@ -127,7 +128,8 @@ def cmd_draft(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     workspace = open_workspace(args)
     draft, drafter = workspace.open(args.draft_id)
-    run_to_stderr(drafter, draft, args.stop_after)
+    with workspace.running(draft.draft_id):
+        run_to_stderr(drafter, draft, args.stop_after)
     print_draft(workspace, drafter, draft, args.json)
     return EXIT_OK
 

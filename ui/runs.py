@@ -42,7 +42,3 @@ class RunRegistry:
         if event is not None:
             event.set()
         return event is not None
-
-    def require_idle(self, draft_id: str) -> None:
-        if self.is_running(draft_id):
-            raise DraftError("the draft is running: pause it before changing it")
