@@ -556,6 +556,13 @@ def _tokens(count: float) -> str:
     return f"{number} token" if count == 1 else f"{number} tokens"
 
 
+def _count(parameters: int) -> str:
+    """8.0B, 149M, 1.2M: parameters the way model cards give them."""
+    if parameters >= 1e9:
+        return f"{parameters / 1e9:.2g}B"
+    return f"{parameters / 1e6:.3g}M"
+
+
 def check_budget(
     config: Config,
     *,
@@ -585,7 +592,7 @@ def check_budget(
     steps = math.ceil(tokens_per_section / tokens_per_step)
     section_seconds = steps * result.seconds_per_step
     needs = (
-        f"{_model_name(config)} ({result.params.total / 1e9:.2g}B parameters) needs about "
+        f"{_model_name(config)} ({_count(result.params.total)} parameters) needs about "
         f"{result.total_bytes / GIB:.1f} GiB of memory in "
         f"{_DTYPE_NAMES.get(dtype_bytes, f'{dtype_bytes}-byte')} "
         f"({result.weights_bytes / GIB:.1f} GiB of weights)"

@@ -393,12 +393,13 @@ def build_draft_tab(app: gr.Blocks, tab: gr.Tab, sessions: Sessions) -> DraftTab
         note = f"<small>{family.name}. {budget.message}</small>" if budget else ""
         return recipe.steps_for(int(n_tokens)), rule, tau, recipe.temperature, note
 
-    model.change(
-        on_model,
-        inputs=[model, block_tokens],
-        outputs=[steps, schedule, threshold, temperature, model_note],
-        api_visibility="undocumented",
-    )
+    for trigger in (model.change, app.load):
+        trigger(
+            on_model,
+            inputs=[model, block_tokens],
+            outputs=[steps, schedule, threshold, temperature, model_note],
+            api_visibility="undocumented",
+        )
 
     start.click(
         on_start,
