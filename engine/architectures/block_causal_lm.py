@@ -35,11 +35,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from torch import Tensor, nn
 
-SINGLE_FILE = "model.safetensors"
-SHARD_INDEX = "model.safetensors.index.json"
+from engine.architectures.checkpoint import load_checkpoint
 
 
 @dataclass(frozen=True)
@@ -403,56 +401,6 @@ class BlockCausalLM(nn.Module):
 # Loading
 
 
-def checkpoint_files(folder: Path) -> list[Path]:
-    """`model.safetensors`, or the shards `model.safetensors.index.json` names."""
-    if (folder / SINGLE_FILE).is_file():
-        return [folder / SINGLE_FILE]
-    if (folder / SHARD_INDEX).is_file():
-        weight_map = read_json(folder / SHARD_INDEX)["weight_map"]
-        return [folder / name for name in sorted(set(weight_map.values()))]
-    raise FileNotFoundError(f"{folder}: neither {SINGLE_FILE} nor {SHARD_INDEX} found")
-
-
-def _read_tensors(files: list[Path], device: torch.device) -> dict[str, Tensor]:
-    tensors: dict[str, Tensor] = {}
-    for path in files:
-        with safe_open(str(path), framework="pt", device=str(device)) as handle:
-            for name in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
-                if name in tensors:
-                    raise ValueError(f"{path}: tensor {name!r} appears in more than one shard")
-                tensors[name] = handle.get_tensor(name)
-    return tensors
-
-
-def _check_names(
-    folder: Path, model: BlockCausalLM, tensors: dict[str, Tensor], family: str
-) -> None:
-    """Exactly the published names with the expected shapes, or a ValueError listing the
-    differences. A tied checkpoint may leave out `lm_head.weight`."""
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    optional = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
-    missing = sorted(set(expected) - set(tensors) - optional)
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong_shape = sorted(
-        f"{name} {tuple(tensors[name].shape)} (expected {expected[name]})"
-        for name in set(expected) & set(tensors)
-        if tuple(tensors[name].shape) != expected[name]
-    )
-    problems = [
-        f"{label}: {', '.join(names)}"
-        for label, names in (
-            ("missing tensors", missing),
-            ("unexpected tensors", unexpected),
-            ("wrong shapes", wrong_shape),
-        )
-        if names
-    ]
-    if problems:
-        raise ValueError(
-            f"{folder} does not match the {family} architecture; " + "; ".join(problems)
-        )
-
-
 def load_block_causal(
     folder: str | Path,
     config: BlockCausalConfig,
@@ -464,18 +412,15 @@ def load_block_causal(
     """The weights of a published folder (`model.safetensors` or the shards of its index) in a
     BlockCausalLM built on the meta device, names and shapes checked strictly (ValueError),
     in eval mode, in `dtype` on `device`."""
-    folder = Path(folder)
     with torch.device("meta"):
         model = BlockCausalLM(config)
-    tensors = _read_tensors(checkpoint_files(folder), torch.device(device))
-    _check_names(folder, model, tensors, family)
-    if config.tie_word_embeddings:
-        tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]
-    state = {name: tensor.to(dtype=dtype) for name, tensor in tensors.items()}
-    model.load_state_dict(state, strict=True, assign=True)
-    if config.tie_word_embeddings:
+    tied = ("lm_head.weight", "model.embed_tokens.weight") if config.tie_word_embeddings else None
+    load_checkpoint(
+        model, Path(folder), architecture=family, dtype=dtype, device=device, tied_head=tied
+    )
+    if tied:
         model.tie_weights()
-    return model.requires_grad_(False).eval()
+    return model
 
 
 def load_qwen2_tokenizer(

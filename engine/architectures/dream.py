@@ -73,14 +73,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase, Qwen2Tokenizer
 
+from engine.architectures.checkpoint import load_checkpoint
+
 DREAM_MODEL_TYPE = "dream"  # config.json says "Dream"; compared case-insensitively
 DREAM_ARCHITECTURE = "DreamModel"
-SINGLE_FILE = "model.safetensors"
-SHARD_INDEX = "model.safetensors.index.json"
 
 
 @dataclass(frozen=True)
@@ -335,52 +334,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.load(handle)
 
 
-def _checkpoint_files(folder: Path) -> list[Path]:
-    """The safetensors files of a folder: `model.safetensors`, or the shards its index names."""
-    if (folder / SINGLE_FILE).is_file():
-        return [folder / SINGLE_FILE]
-    if (folder / SHARD_INDEX).is_file():
-        weight_map = _read_json(folder / SHARD_INDEX)["weight_map"]
-        return [folder / name for name in sorted(set(weight_map.values()))]
-    raise FileNotFoundError(f"{folder}: neither {SINGLE_FILE} nor {SHARD_INDEX} found")
-
-
-def _read_tensors(files: list[Path], device: torch.device) -> dict[str, Tensor]:
-    tensors: dict[str, Tensor] = {}
-    for path in files:
-        with safe_open(str(path), framework="pt", device=str(device)) as handle:
-            for name in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
-                if name in tensors:
-                    raise ValueError(f"{path}: tensor {name!r} appears in more than one shard")
-                tensors[name] = handle.get_tensor(name)
-    return tensors
-
-
-def _check_names(folder: Path, model: DreamModel, tensors: dict[str, Tensor]) -> None:
-    """Exactly the published names with the expected shapes, or a ValueError listing the
-    differences. A tied checkpoint may leave out `lm_head.weight`."""
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    optional = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
-    missing = sorted(set(expected) - set(tensors) - optional)
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong_shape = sorted(
-        f"{name} {tuple(tensors[name].shape)} (expected {expected[name]})"
-        for name in set(expected) & set(tensors)
-        if tuple(tensors[name].shape) != expected[name]
-    )
-    problems = [
-        f"{label}: {', '.join(names)}"
-        for label, names in (
-            ("missing tensors", missing),
-            ("unexpected tensors", unexpected),
-            ("wrong shapes", wrong_shape),
-        )
-        if names
-    ]
-    if problems:
-        raise ValueError(f"{folder} does not match the Dream architecture; " + "; ".join(problems))
-
-
 def load_dream(folder: str | Path, *, dtype: torch.dtype, device: torch.device) -> DreamModel:
     """A published Dream folder (config.json plus `model.safetensors` or the shards of
     `model.safetensors.index.json`) as an eval-mode DreamModel in `dtype` on `device`. The
@@ -389,15 +342,11 @@ def load_dream(folder: str | Path, *, dtype: torch.dtype, device: torch.device) 
     config = DreamConfig.from_dict(_read_json(folder / "config.json"))
     with torch.device("meta"):
         model = DreamModel(config)
-    tensors = _read_tensors(_checkpoint_files(folder), device)
-    _check_names(folder, model, tensors)
-    if config.tie_word_embeddings:
-        tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]
-    state = {name: tensor.to(dtype=dtype) for name, tensor in tensors.items()}
-    model.load_state_dict(state, strict=True, assign=True)
-    if config.tie_word_embeddings:
+    tied = ("lm_head.weight", "model.embed_tokens.weight") if config.tie_word_embeddings else None
+    load_checkpoint(model, folder, architecture="Dream", dtype=dtype, device=device, tied_head=tied)
+    if tied:
         model.tie_weights()
-    return model.requires_grad_(False).eval()
+    return model
 
 
 def load_dream_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:

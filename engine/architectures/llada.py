@@ -89,8 +89,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
+
+from engine.architectures.checkpoint import load_checkpoint
 
 DENSE_ARCHITECTURE = "LLaDAModelLM"
 MOE_ARCHITECTURE = "LLaDAMoEModelLM"
@@ -558,41 +559,6 @@ def read_config(folder: str | Path) -> LLaDAConfig:
     return LLaDAConfig.from_dict(json.loads((Path(folder) / "config.json").read_text()))
 
 
-def _shard_files(folder: Path) -> list[Path]:
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
-        return [folder / name for name in sorted(set(weight_map.values()))]
-    single = folder / "model.safetensors"
-    if not single.is_file():
-        raise FileNotFoundError(f"{folder} has neither model.safetensors nor its index")
-    return [single]
-
-
-def _read_state(folder: Path, dtype: torch.dtype, device: torch.device) -> dict:
-    state: dict[str, torch.Tensor] = {}
-    for shard in _shard_files(folder):
-        for name, tensor in load_file(shard, device=str(device)).items():
-            state[name] = tensor.to(dtype) if tensor.is_floating_point() else tensor
-    return state
-
-
-def _check_names(model: LLaDAModel, state: dict[str, torch.Tensor]) -> None:
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(
-        f"{name} {tuple(state[name].shape)} != {shape}"
-        for name, shape in expected.items()
-        if name in state and tuple(state[name].shape) != shape
-    )
-    if missing or unexpected or wrong:
-        raise ValueError(
-            "checkpoint does not match the LLaDA architecture of its config.json: "
-            f"missing {missing}, unexpected {unexpected}, wrong shapes {wrong}"
-        )
-
-
 def load_llada(folder: str | Path, *, dtype: torch.dtype, device: torch.device) -> LLaDAModel:
     """Build from config.json on the meta device, load model.safetensors (or the shards of
     model.safetensors.index.json) with strict name and shape checks, cast, move, eval."""
@@ -600,10 +566,8 @@ def load_llada(folder: str | Path, *, dtype: torch.dtype, device: torch.device) 
     config = read_config(folder)
     with torch.device("meta"):
         model = LLaDAModel(config)
-    state = _read_state(folder, dtype, torch.device(device))
-    _check_names(model, state)
-    model.load_state_dict(state, strict=True, assign=True)
-    return model.to(device=device, dtype=dtype).eval()
+    load_checkpoint(model, folder, architecture="LLaDA", dtype=dtype, device=device)
+    return model.to(device=device, dtype=dtype)
 
 
 # --- tokenizer and ids ---------------------------------------------------------------------
