@@ -49,7 +49,7 @@ from engine.families import (
     read_config,
     special_ids,
 )
-from engine.model_budget import BudgetVerdict, ModelTooLargeError, check_budget, parameter_count
+from engine.model_budget import BudgetVerdict, check_budget, parameter_count, require_fits
 
 EXAMPLE_HUB_ID = "dllm-hub/ModernBERT-large-chat-v0.1"
 HUB_PROBE_TIMEOUT_S = 5.0
@@ -499,8 +499,8 @@ def load_denoiser(
     config = model_config(name)
     family = model_family(name, config)
     verdict = model_budget(config, family, device, int8)
-    if verdict is not None and not verdict.fits:
-        raise ModelTooLargeError(verdict)
+    if verdict is not None:
+        require_fits(verdict)
     folder = model_folder(name)
     if _is_block_causal(family):
         from engine.block_causal import BlockCausalDenoiser

@@ -1,7 +1,7 @@
 """Will a model fit on this machine, and how long will one denoising step take? Estimated from its
 config.json alone, before any weights are loaded.
 
-The loader calls `check_budget` (a verdict with a message for the user) or `require_fits` (raises
+The loader calls `check_budget` (a verdict with a message for the user), then `require_fits` (raises
 `ModelTooLargeError` when the model cannot fit). Everything below is computed from the config and
 two short measurements of the machine; nothing reads or allocates the weights.
 
@@ -617,30 +617,8 @@ def check_budget(
     )
 
 
-def require_fits(
-    config: Config,
-    *,
-    device: str | torch.device,
-    dtype_bytes: int,
-    batch_tokens: int,
-    tokens_per_section: int,
-    tokens_per_step: float,
-    sequence_length: int | None = None,
-    logit_tokens: int | None = None,
-    machine: Machine | None = None,
-) -> BudgetVerdict:
-    """`check_budget`, raising ModelTooLargeError (its message) when the model cannot fit."""
-    verdict = check_budget(
-        config,
-        device=device,
-        dtype_bytes=dtype_bytes,
-        batch_tokens=batch_tokens,
-        tokens_per_section=tokens_per_section,
-        tokens_per_step=tokens_per_step,
-        sequence_length=sequence_length,
-        logit_tokens=logit_tokens,
-        machine=machine,
-    )
+def require_fits(verdict: BudgetVerdict) -> BudgetVerdict:
+    """The `check_budget` verdict, or ModelTooLargeError (its message) when it cannot fit."""
     if not verdict.fits:
         raise ModelTooLargeError(verdict)
     return verdict

@@ -226,7 +226,7 @@ def test_eight_billion_model_on_eight_gib_is_refused():
     assert "8.0 GiB available" in verdict.message
     assert "LLaDA-8B-Instruct" in verdict.message
     with pytest.raises(ModelTooLargeError) as raised:
-        require_fits(LLADA_8B_INSTRUCT, **arguments)
+        require_fits(check_budget(LLADA_8B_INSTRUCT, **arguments))
     assert isinstance(raised.value, PalimpsestError)
     assert str(raised.value) == verdict.message
     assert raised.value.verdict == verdict
@@ -239,11 +239,13 @@ def test_slow_but_fitting_model_says_how_slow():
     unit = estimate(LLADA_8B_INSTRUCT, **batch, machine=machine(64, flops=1.0))
     flops = unit.compute_seconds / 40  # work in FLOPs, spread over 40 s
     verdict = require_fits(
-        LLADA_8B_INSTRUCT,
-        **batch,
-        tokens_per_section=128,
-        tokens_per_step=1,
-        machine=machine(64, flops=flops),
+        check_budget(
+            LLADA_8B_INSTRUCT,
+            **batch,
+            tokens_per_section=128,
+            tokens_per_step=1,
+            machine=machine(64, flops=flops),
+        )
     )
     assert verdict.fits and verdict.slow
     assert verdict.estimate.seconds_per_step == pytest.approx(40)
