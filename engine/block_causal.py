@@ -37,13 +37,11 @@ from torch import Tensor
 
 from engine.architectures.block_causal_lm import BlockCausalLM, KVCache
 from engine.architectures.fast_dllm_v2 import (
-    FAST_DLLM_V2_MASK_TOKENS,
     is_fast_dllm_v2_config,
     load_fast_dllm_v2,
     load_fast_dllm_v2_tokenizer,
 )
 from engine.architectures.sdar import (
-    SDAR_MASK_TOKENS,
     is_sdar_config,
     load_sdar,
     load_sdar_tokenizer,
@@ -57,30 +55,7 @@ from engine.denoiser import (
     load_error,
     pick_device,
 )
-from engine.families import Family, Recipe
-
-SDAR = Family(
-    name="SDAR (block diffusion)",
-    examples=("JetLM/SDAR-1.7B-Chat", "JetLM/SDAR-4B-Chat", "JetLM/SDAR-8B-Chat"),
-    architecture="remote_code",
-    matches=is_sdar_config,
-    # README "Evaluation Setup": greedy, block_length 4, denoising_steps 4 (one token per step);
-    # the model's own `block_size` (config.json) replaces the 4 for the 8..64 variants.
-    recipe=Recipe(sub_block=4, tokens_per_step=1),
-    mask_tokens=SDAR_MASK_TOKENS,
-    end_tokens=("<|im_end|>",),
-)
-
-FAST_DLLM_V2 = Family(
-    name="Fast-dLLM v2 (block diffusion)",
-    examples=("Efficient-Large-Model/Fast_dLLM_v2_7B",),
-    architecture="remote_code",
-    matches=is_fast_dllm_v2_config,
-    # v2/run_chatbot.py: blocks of 32 (the cache), sub-blocks of 8 (the sampler), threshold 0.9.
-    recipe=Recipe(sub_block=8, tokens_per_step=1, threshold=0.9),
-    mask_tokens=FAST_DLLM_V2_MASK_TOKENS,
-    end_tokens=("<|im_end|>",),
-)
+from engine.families import FAST_DLLM_V2, SDAR, Family
 
 BLOCK_CAUSAL_FAMILIES = (SDAR, FAST_DLLM_V2)
 _LOADERS: tuple[tuple[Callable[[dict], bool], Callable[..., BlockCausalLM], Callable], ...] = (

@@ -436,25 +436,11 @@ def model_config(name: str | Path) -> dict:
     return _read_config(str(name), path.parent)
 
 
-def family_of(config: dict) -> Family:
-    """The family a config.json declares: the block-causal ones (engine/block_causal.py) first,
-    then those of engine/families.py. Raises UnknownFamily."""
-    from engine.block_causal import block_causal_family
-
-    return block_causal_family(config) or family_of_config(config)
-
-
 def model_family(name: str, config: dict) -> Family:
     try:
-        return family_of(config)
+        return family_of_config(config)
     except UnknownFamily as error:
         raise load_error(name, str(error)) from error
-
-
-def _is_block_causal(family: Family) -> bool:
-    from engine.block_causal import BLOCK_CAUSAL_FAMILIES
-
-    return family in BLOCK_CAUSAL_FAMILIES
 
 
 TYPICAL_SECTIONS = 3  # sections drafted together, for the time estimate
@@ -502,7 +488,7 @@ def load_denoiser(
     if verdict is not None:
         require_fits(verdict)
     folder = model_folder(name)
-    if _is_block_causal(family):
+    if family.architecture == "block_causal":
         from engine.block_causal import BlockCausalDenoiser
 
         denoiser = BlockCausalDenoiser(folder, family, device=device, name=name)

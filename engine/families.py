@@ -21,6 +21,7 @@ The recipes are read from the authors' code (December 2026):
   to the answer length, temperature 0.2, top-p 0.95, `alg="entropy"`, `alg_temp=0`, the eps
   timestep schedule (eps 1e-3), the whole answer decoded at once (Dream has no sub-blocks);
   scores are read from the tempered, filtered distribution it samples from.
+- SDAR and Fast-dLLM v2 (block-causal, engine/block_causal.py): see their comments below.
 """
 
 from __future__ import annotations
@@ -32,12 +33,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from engine.architectures.fast_dllm_v2 import FAST_DLLM_V2_MASK_TOKENS, is_fast_dllm_v2_config
+from engine.architectures.sdar import SDAR_MASK_TOKENS, is_sdar_config
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from engine.draft import DraftSettings
 
-Architecture = Literal["masked_lm", "llada", "dream", "remote_code"]
+Architecture = Literal["masked_lm", "llada", "dream", "block_causal", "remote_code"]
 
 MASKED_LM_TYPES = {
     "bert",
@@ -180,6 +184,29 @@ DREAM = Family(
     end_tokens=("<|im_end|>",),
 )
 
+SDAR = Family(
+    name="SDAR (block diffusion)",
+    examples=("JetLM/SDAR-1.7B-Chat", "JetLM/SDAR-4B-Chat", "JetLM/SDAR-8B-Chat"),
+    architecture="block_causal",
+    matches=is_sdar_config,
+    # README "Evaluation Setup": greedy, block_length 4, denoising_steps 4 (one token per step);
+    # the model's own `block_size` (config.json) replaces the 4 for the 8..64 variants.
+    recipe=Recipe(sub_block=4, tokens_per_step=1),
+    mask_tokens=SDAR_MASK_TOKENS,
+    end_tokens=("<|im_end|>",),
+)
+
+FAST_DLLM_V2 = Family(
+    name="Fast-dLLM v2 (block diffusion)",
+    examples=("Efficient-Large-Model/Fast_dLLM_v2_7B",),
+    architecture="block_causal",
+    matches=is_fast_dllm_v2_config,
+    # v2/run_chatbot.py: blocks of 32 (the cache), sub-blocks of 8 (the sampler), threshold 0.9.
+    recipe=Recipe(sub_block=8, tokens_per_step=1, threshold=0.9),
+    mask_tokens=FAST_DLLM_V2_MASK_TOKENS,
+    end_tokens=("<|im_end|>",),
+)
+
 REMOTE_CODE = Family(
     name="other masked diffusion LM (its own modelling code)",
     examples=(),
@@ -190,7 +217,7 @@ REMOTE_CODE = Family(
     end_tokens=("<|eot_id|>", "<|im_end|>", "<|endoftext|>"),
 )
 
-FAMILIES = (LLADA_MOE, LLADA, DREAM, BERT_CHAT, REMOTE_CODE)  # first match wins
+FAMILIES = (SDAR, FAST_DLLM_V2, LLADA_MOE, LLADA, DREAM, BERT_CHAT, REMOTE_CODE)  # first match wins
 
 FAST_THRESHOLD = 0.9  # Fast-dLLM's setting for LLaDA
 

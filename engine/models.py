@@ -10,8 +10,8 @@ import json
 import threading
 from pathlib import Path
 
-from engine.denoiser import Denoiser, family_of, load_denoiser, model_budget
-from engine.families import BERT_CHAT, Family
+from engine.denoiser import Denoiser, load_denoiser, model_budget
+from engine.families import BERT_CHAT, Family, family_of_config
 from engine.model_budget import BudgetVerdict
 
 DEMO_MODEL = "demo"
@@ -42,7 +42,7 @@ class Denoisers:
             return BERT_CHAT
         config = _config_at_hand(model)
         try:
-            return family_of(config) if config is not None else None
+            return family_of_config(config) if config is not None else None
         except ValueError:
             return None
 
