@@ -14,12 +14,11 @@ imported, so a test passes only if nothing executes them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from sdar_checkpoints import added_token, byte_symbols, write_json, write_weights
 
 # Byte-level BPE: ids 0..255 are the 256 byte symbols, then these merges, then the added tokens.
 MERGES = (("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("Ġ", "a"), ("i", "n"), ("Ġ", "c"), ("o", "n"))
@@ -135,62 +134,19 @@ def random_dream_tensors(
     return tensors
 
 
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _write_weights(folder: Path, tensors: dict[str, torch.Tensor], shards: int) -> None:
-    """`model.safetensors`, or `shards` files named model-0000k-of-0000n.safetensors plus the
-    index, as `save_pretrained` writes them."""
-    metadata = {"format": "pt"}
-    if shards == 1:
-        save_file(tensors, str(folder / "model.safetensors"), metadata=metadata)
-        return
-    names = list(tensors)
-    weight_map = {}
-    for k in range(shards):
-        filename = f"model-{k + 1:05d}-of-{shards:05d}.safetensors"
-        part = {name: tensors[name] for name in names[k::shards]}
-        save_file(part, str(folder / filename), metadata=metadata)
-        weight_map |= dict.fromkeys(part, filename)
-    total = sum(t.numel() * t.element_size() for t in tensors.values())
-    _write_json(
-        folder / "model.safetensors.index.json",
-        {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))},
-    )
-
-
-def _byte_symbols() -> list[str]:
-    """GPT-2's reversible byte-to-unicode table, in byte order."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
-    extra = iter(range(256, 512))
-    return [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
-
-
-def _added_token(content: str) -> dict[str, Any]:
-    return {
-        "content": content,
-        "lstrip": False,
-        "normalized": False,
-        "rstrip": False,
-        "single_word": False,
-        "special": True,
-    }
-
-
 def write_dream_tokenizer(folder: str | Path) -> Path:
     """The published tokenizer files: vocab.json, merges.txt, added_tokens.json,
     special_tokens_map.json and a tokenizer_config.json naming DreamTokenizer via auto_map."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = {symbol: i for i, symbol in enumerate(_byte_symbols())}
+    vocab = {symbol: i for i, symbol in enumerate(byte_symbols())}
     vocab |= {left + right: 256 + i for i, (left, right) in enumerate(MERGES)}
-    _write_json(folder / "vocab.json", vocab)
+    write_json(folder / "vocab.json", vocab)
     merges = "".join(f"{left} {right}\n" for left, right in MERGES)
     (folder / "merges.txt").write_text("#version: 0.2\n" + merges, encoding="utf-8")
     added = {token: BASE_VOCAB + i for i, token in enumerate(SPECIAL_TOKENS)}
-    _write_json(folder / "added_tokens.json", added)
-    _write_json(
+    write_json(folder / "added_tokens.json", added)
+    write_json(
         folder / "special_tokens_map.json",
         {
             "additional_special_tokens": ["<|im_start|>", "<|im_end|>"],
@@ -200,11 +156,11 @@ def write_dream_tokenizer(folder: str | Path) -> Path:
             "pad_token": "<|endoftext|>",
         },
     )
-    _write_json(
+    write_json(
         folder / "tokenizer_config.json",
         {
             "add_prefix_space": False,
-            "added_tokens_decoder": {str(i): _added_token(t) for t, i in added.items()},
+            "added_tokens_decoder": {str(i): added_token(t, True) for t, i in added.items()},
             "additional_special_tokens": ["<|im_start|>", "<|im_end|>"],
             "auto_map": {"AutoTokenizer": ["tokenization_dream.DreamTokenizer", None]},
             "bos_token": "<|beginoftext|>",
@@ -238,14 +194,14 @@ def write_dream_checkpoint(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = TINY_DREAM_CONFIG | (config_overrides or {})
-    _write_json(folder / "config.json", config)
+    write_json(folder / "config.json", config)
     tensors = {
         name: tensor
         for name, tensor in random_dream_tensors(config, seed, dtype).items()
         if name not in drop
     }
-    _write_weights(folder, tensors, shards)
-    _write_json(
+    write_weights(folder, tensors, shards)
+    write_json(
         folder / "generation_config.json",
         {
             "_from_model_config": True,
