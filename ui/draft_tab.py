@@ -380,26 +380,47 @@ def build_draft_tab(app: gr.Blocks, tab: gr.Tab, sessions: Sessions) -> DraftTab
         at = int(at)
         return timeline_html(drafter.tokenizer, draft, workspace.drafts.snapshot(current, at), at)
 
-    def on_model(model_name: str, n_tokens: float, request: gr.Request):
-        """Fill the sampling controls from the chosen model family's recipe."""
+    def model_estimate(model_name: str, request: gr.Request) -> str:
+        """The model's family and whether it fits this machine, and how fast (no loading)."""
         denoisers = sessions(request).workspace.denoisers
         family = denoisers.family(model_name or "")
+        budget = denoisers.budget(model_name) if family is not None else None
+        return f"<small>{family.name}. {budget.message}</small>" if budget else ""
+
+    def on_model(model_name: str, n_tokens: float, request: gr.Request):
+        """Fill the sampling controls from the chosen model family's recipe."""
+        family = sessions(request).workspace.denoisers.family(model_name or "")
+        note = model_estimate(model_name, request)
         if family is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), ""
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), note
         recipe = family.recipe
         rule = THRESHOLD if recipe.threshold is not None else SCHEDULE
         tau = recipe.threshold if recipe.threshold is not None else gr.skip()
-        budget = denoisers.budget(model_name)
-        note = f"<small>{family.name}. {budget.message}</small>" if budget else ""
         return recipe.steps_for(int(n_tokens)), rule, tau, recipe.temperature, note
 
-    for trigger in (model.change, app.load):
-        trigger(
-            on_model,
-            inputs=[model, block_tokens],
-            outputs=[steps, schedule, threshold, temperature, model_note],
-            api_visibility="undocumented",
-        )
+    model.change(
+        on_model,
+        inputs=[model, block_tokens],
+        outputs=[steps, schedule, threshold, temperature, model_note],
+        api_visibility="undocumented",
+    )
+
+    def on_load(model_name: str, n_tokens: float, request: gr.Request):
+        """The estimate, and the recipe only where it differs from the controls' defaults
+        (BERT-chat's): filling them regardless would race with, and undo, a value the user sets
+        while the page loads."""
+        values = on_model(model_name, n_tokens, request)
+        family = sessions(request).workspace.denoisers.family(model_name or "")
+        if family is None or DraftSettings.from_recipe(family.recipe) == DraftSettings():
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), values[-1]
+        return values
+
+    app.load(
+        on_load,
+        inputs=[model, block_tokens],
+        outputs=[steps, schedule, threshold, temperature, model_note],
+        api_visibility="undocumented",
+    )
 
     start.click(
         on_start,
