@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.database import connection
+from engine.metadata import DocumentMetadata
 
 if TYPE_CHECKING:
     from engine.chunking import Chunk
@@ -72,6 +73,9 @@ CREATE INDEX IF NOT EXISTS chunks_by_page ON chunks (doc_id, page_index, ordinal
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('generation', 0);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- a document's citation metadata (engine.metadata.DocumentMetadata as JSON); a library made
+-- before it gets the table on opening, and its documents their rows from their PDFs
+CREATE TABLE IF NOT EXISTS document_metadata (doc_id TEXT PRIMARY KEY, fields TEXT NOT NULL);
 """
 
 
@@ -166,10 +170,42 @@ class Catalog:
                 " (SELECT 1 FROM documents WHERE doc_id = ? AND status = ?)",
                 (doc_id, READY),
             )
-            for table in ("chunks", "pages", "documents"):
+            for table in ("chunks", "pages", "document_metadata", "documents"):
                 db.execute(f"DELETE FROM {table} WHERE doc_id = ?", (doc_id,))
 
+    def set_metadata(self, doc_id: str, metadata: DocumentMetadata, replace: bool = True) -> None:
+        """Store a document's metadata; with `replace` False, only if it has none yet."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        with self.connect() as db:
+            db.execute(
+                f"{verb} INTO document_metadata VALUES (?, ?)",
+                (doc_id, json.dumps(metadata.to_json(), ensure_ascii=False)),
+            )
+
     # -- reads ---------------------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, DocumentMetadata]:
+        """doc_id -> metadata, for every ready document (empty for one that has none yet)."""
+        with self.connect() as db:
+            rows = db.execute(
+                "SELECT d.doc_id, m.fields FROM documents d LEFT JOIN document_metadata m"
+                " USING (doc_id) WHERE d.status = ?",
+                (READY,),
+            ).fetchall()
+        return {
+            doc_id: DocumentMetadata.from_json(json.loads(fields)) if fields else DocumentMetadata()
+            for doc_id, fields in rows
+        }
+
+    def without_metadata(self) -> list[str]:
+        """The ready documents that have no metadata row (added before there were any)."""
+        with self.connect() as db:
+            rows = db.execute(
+                "SELECT doc_id FROM documents WHERE status = ? AND doc_id NOT IN"
+                " (SELECT doc_id FROM document_metadata)",
+                (READY,),
+            ).fetchall()
+        return [row[0] for row in rows]
 
     def setting(self, key: str, default: str) -> str:
         """A per-library setting, stored with `default` on first read so it never changes."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from engine.catalog import open_catalog
 from engine.config import DEFAULT_MODEL, Settings
 from engine.errors import PalimpsestError
+from engine.metadata import DocumentMetadata
 
 if TYPE_CHECKING:
     from engine.draft import Draft
@@ -39,6 +40,20 @@ def quiet_model_loading() -> None:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
+
+
+def bib_paths(paths: Sequence[str]) -> list[Path]:
+    """The .bib files given, inside the given folders (recursively), and beside given files."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() == ".bib")
+        elif path.suffix.lower() == ".bib":
+            found.append(path)
+        elif path.parent.is_dir():
+            found += sorted(p for p in path.parent.glob("*") if p.suffix.lower() == ".bib")
+    return list(dict.fromkeys(found))
 
 
 def pdf_paths(paths: Sequence[str]) -> Iterator[Path]:
@@ -142,7 +157,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    path = open_workspace(args).export(args.draft_id, args.format, args.output)
+    from engine.styled_export import export_styled
+
+    workspace = open_workspace(args)
+    path = export_styled(workspace, args.draft_id, args.format, args.output, args.style)
     print(f"wrote {path}")
     return EXIT_OK
 
@@ -220,6 +238,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     library = open_library(args)
     outcomes = []
     for path in pdf_paths(args.paths):
+        if path.suffix.lower() == ".bib":
+            continue
         outcome = library.ingest(path)
         print(outcome.line(), flush=True)
         outcomes.append(outcome)
@@ -227,7 +247,78 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print("no PDF files found in the given paths", file=sys.stderr)
     if any(o.status == "added" for o in outcomes):
         library.refresh_index()
+    import_bibs(library, bib_paths(args.paths))
     return EXIT_OK if any(o.readable for o in outcomes) else EXIT_FAILED
+
+
+def import_bibs(library: Library, paths: Sequence[Path]) -> bool:
+    """Fill the library's metadata from each .bib file, printing what each did; False when one
+    could not be read at all."""
+    from engine.bib_import import import_bib_file
+
+    readable = True
+    for path in paths:
+        try:
+            lines = import_bib_file(library, path).lines()
+        except PalimpsestError as error:
+            lines, readable = [f"bib: {path.name}: {error}"], False
+        for line in lines:
+            print(line, flush=True)
+    return readable
+
+
+def cmd_bib(args: argparse.Namespace) -> int:
+    if args.action == "import":
+        if not args.files:
+            raise PalimpsestError("give the .bib file(s) to import")
+        return EXIT_OK if import_bibs(open_library(args), [Path(f) for f in args.files]) else 1
+    from engine.bibtex import to_bibtex
+
+    catalog = open_catalog(Settings().with_library(args.library).library_dir)
+    records = catalog.documents() if catalog is not None else []
+    metadata = catalog.metadata() if catalog is not None else {}
+    text = to_bibtex((r.filename, metadata[r.doc_id]) for r in records if r.doc_id in metadata)
+    if args.output in (None, "-"):
+        print(text, end="")
+        return EXIT_OK
+    Path(args.output).write_text(text, encoding="utf-8")
+    print(f"wrote {len(records)} entries to {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+METADATA_FLAGS = {
+    "title": "the title",
+    "authors": "the authors, separated by ';' or ' and '",
+    "year": "the year of publication (four digits)",
+    "doi": "the DOI",
+    "parties": "an instrument's parties, separated by ';' or ' and '",
+    "date": "an instrument's date, YYYY-MM-DD",
+    "entry_type": "the BibTeX entry type (article, book, misc...)",
+    "key": "the BibTeX citation key",
+}
+
+
+def cmd_meta(args: argparse.Namespace) -> int:
+    """Show a document's citation metadata, after changing the fields given (empty clears)."""
+    library = open_library(args)
+    doc_id = full_doc_id(library, args.doc_id)
+    changes = {
+        name: getattr(args, name) for name in METADATA_FLAGS if getattr(args, name) is not None
+    }
+    metadata = (
+        library.edit_metadata(doc_id, **changes) if changes else library.metadata().get(doc_id)
+    )
+    if metadata is None:
+        raise PalimpsestError(f"no document {args.doc_id!r} in the library")
+    if args.json:
+        print(json.dumps({"doc_id": doc_id, **metadata.to_json()}, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    for name, value in metadata.to_json().items():
+        shown = "; ".join(value) if isinstance(value, list) else value
+        if name == "extra":
+            shown = ", ".join(f"{k}={v}" for k, v in value.items())
+        print(f"{name:10s} {shown}")
+    return EXIT_OK
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -248,8 +339,15 @@ def cmd_docs(args: argparse.Namespace) -> int:
     catalog = open_catalog(Settings().with_library(args.library).library_dir)
     records = catalog.documents() if catalog is not None else []
     if args.json:
+        metadata = catalog.metadata() if catalog is not None else {}
         fields = ("doc_id", "filename", "pages", "chunks", "empty_pages", "size_bytes", "added_at")
-        rows = [{name: getattr(record, name) for name in fields} for record in records]
+        rows = [
+            {
+                **{name: getattr(record, name) for name in fields},
+                "metadata": metadata.get(record.doc_id, DocumentMetadata()).to_json(),
+            }
+            for record in records
+        ]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return EXIT_OK
     for record in records:
@@ -417,11 +515,29 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("draft_id")
     export.add_argument("--format", choices=["md", "docx"], required=True)
     export.add_argument("-o", "--output", required=True, metavar="FILE")
+    export.add_argument(
+        "--style",
+        choices=["author-date", "numeric", "legal"],
+        help="cite sources in this style and end with a bibliography "
+        "(default: file name and page label)",
+    )
 
     add_block_commands(command)
 
     docs = command("docs", cmd_docs, "list the documents in the library")
-    docs.add_argument("--json", action="store_true")
+    docs.add_argument("--json", action="store_true", help="with each document's metadata")
+
+    meta = command("meta", cmd_meta, "show or change a document's citation metadata")
+    meta.add_argument("doc_id", metavar="DOC_ID", help="an id or its start, as `docs` prints it")
+    for name, what in METADATA_FLAGS.items():
+        flag = "--type" if name == "entry_type" else f"--{name}"
+        meta.add_argument(flag, dest=name, metavar="TEXT", help=what + " ('': clear it)")
+    meta.add_argument("--json", action="store_true")
+
+    bib = command("bib", cmd_bib, "import or export the library's metadata as BibTeX")
+    bib.add_argument("action", choices=["import", "export"])
+    bib.add_argument("files", nargs="*", metavar="FILE", help="import: the .bib file(s)")
+    bib.add_argument("-o", "--output", metavar="FILE", help="export: write here (default: stdout)")
 
     adduser = commands.add_parser(
         "adduser",

@@ -1,6 +1,8 @@
 """Export a draft to Markdown or DOCX, with every citation as a footnote.
 
-A citation prints as ``filename, p. label: “quote”``. The module knows nothing about how drafts
+A citation prints as ``filename, p. label: “quote”``, or, when a citation style has formatted it
+(`Citation.cite`, see `engine.citations`), as ``cite: “quote”``; a styled export ends with its
+bibliography under the heading "References". The module knows nothing about how drafts
 are stored: callers hand it a title, an optional instruction and a list of `ExportSection`.
 
 A section cites either as a whole (its notes follow its last paragraph) or sentence by sentence
@@ -41,6 +43,7 @@ UNSUPPORTED_MARK = "[unsupported]"
 QUOTE_LIMIT = 300  # characters of quoted evidence printed in a footnote
 FOOTNOTE_FONT_SIZE = "20"  # half-points: 10 pt, the usual size of footnote text
 FOOTNOTES_PARTNAME = "/word/footnotes.xml"
+BIBLIOGRAPHY_HEADING = "References"
 
 XmlElement = etree._Element  # lxml's element class; the hand-built footnote XML uses no wrapper
 
@@ -75,6 +78,7 @@ class Citation:
     filename: str
     page_label: str
     quote: str  # the evidence text, verbatim from the source page
+    cite: str = ""  # the source as a citation style prints it; empty: filename and page label
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,10 @@ def _unique(citations: Iterable[Citation]) -> list[Citation]:
 
 
 def _citation_text(citation: Citation, escape: Callable[[str], str] = str) -> str:
-    """``filename, p. label: “quote”`` on one line, each part passed through `escape`."""
+    """``filename, p. label: “quote”`` (or ``cite: “quote”``) on one line, each part passed
+    through `escape`."""
+    if citation.cite:
+        return f"{escape(_one_line(citation.cite))}: “{escape(_quote(citation))}”"
     filename = escape(_one_line(citation.filename))
     label = _one_line(citation.page_label)
     page = f", p. {escape(label)}" if label else ""
@@ -254,8 +261,14 @@ def _markdown_section(section: ExportSection, first_note: int) -> tuple[str, lis
     return "\n\n".join([heading, *paragraphs]), notes
 
 
-def to_markdown(title: str, sections: list[ExportSection], instruction: str | None = None) -> str:
-    """The draft as Markdown, citations as footnotes numbered across the whole document."""
+def to_markdown(
+    title: str,
+    sections: list[ExportSection],
+    instruction: str | None = None,
+    bibliography: list[str] | None = None,
+) -> str:
+    """The draft as Markdown, citations as footnotes numbered across the whole document, and
+    the `bibliography` entries (if any) in a last section."""
     blocks = [f"# {_escape_markdown(_one_line(title))}"]
     instruction_line = _one_line(instruction or "")
     if instruction_line:
@@ -265,6 +278,9 @@ def to_markdown(title: str, sections: list[ExportSection], instruction: str | No
         block, section_notes = _markdown_section(section, first_note=len(notes) + 1)
         blocks.append(block)
         notes.extend(section_notes)
+    if bibliography:
+        blocks.append(f"## {BIBLIOGRAPHY_HEADING}")
+        blocks.extend(_escape_markdown(_one_line(entry)) for entry in bibliography)
     if notes:
         blocks.append("\n".join(notes))
     return "\n\n".join(blocks) + "\n"
@@ -413,10 +429,12 @@ def write_docx(
     title: str,
     sections: list[ExportSection],
     instruction: str | None = None,
+    bibliography: list[str] | None = None,
     *,
     template: str | Path | None = None,
 ) -> Path:
-    """Write the draft as a Word document with real footnotes; return its path.
+    """Write the draft as a Word document with real footnotes, and the `bibliography` entries
+    (if any) in a last section; return its path.
 
     `template` is a .docx whose styles (and any content) the export builds on; by default,
     python-docx's own.
@@ -430,6 +448,10 @@ def write_docx(
     next_id = _next_footnote_id(footnotes)
     for section in sections:
         next_id = _add_section(document, footnotes, section, next_id)
+    if bibliography:
+        document.add_heading(BIBLIOGRAPHY_HEADING, level=1)
+        for entry in bibliography:
+            document.add_paragraph(_one_line(entry))
     path = Path(path)
     document.save(str(path))
     return path
@@ -441,12 +463,13 @@ def export_draft(
     title: str,
     sections: list[ExportSection],
     instruction: str | None = None,
+    bibliography: list[str] | None = None,
 ) -> Path:
     """Write the draft to `path` as Markdown ("md") or Word ("docx"); return the path."""
     if fmt == "md":
         path = Path(path)
-        path.write_text(to_markdown(title, sections, instruction), encoding="utf-8")
+        path.write_text(to_markdown(title, sections, instruction, bibliography), encoding="utf-8")
         return path
     if fmt == "docx":
-        return write_docx(path, title, sections, instruction)
+        return write_docx(path, title, sections, instruction, bibliography)
     raise ValueError(f"unknown export format {fmt!r}; expected 'md' or 'docx'")

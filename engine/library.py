@@ -23,12 +23,15 @@ import numpy as np
 from engine.catalog import CATALOG_FILE, DELETING, PENDING, READY, Catalog, DocumentRecord
 from engine.chunking import Chunk, chunk_pages
 from engine.config import Settings
+from engine.database import LibraryBusyError
 from engine.documents import IngestError, Page, read_pdf
 from engine.embeddings import Embedder
 from engine.errors import first_line
 from engine.fusion import reciprocal_rank_fusion
 from engine.lexical import LexicalIndex
 from engine.lexical_store import LexicalStore, ReadyIndex
+from engine.metadata import DocumentMetadata, MetadataError, edited
+from engine.pdf_metadata import extract_metadata
 from engine.processes import process_alive
 from engine.vectors import VectorStore
 
@@ -146,6 +149,7 @@ class Library:
         self._snapshot: _Snapshot | None = None
         self._adding: set[str] = set()  # documents this process is writing right now
         self.recover()
+        self._fill_missing_metadata()
 
     @property
     def embedder(self) -> Embedder:
@@ -211,6 +215,9 @@ class Library:
         finally:
             with self._lock:
                 self._adding.discard(doc_id)
+        # The document is in; metadata a busy catalog cannot take now is read at the next open.
+        with contextlib.suppress(LibraryBusyError):
+            self.catalog.set_metadata(doc_id, extract_metadata(self.pdf_path(doc_id)))
         note = f"{len(parsed.pages)} pages, {len(chunks)} chunks"
         if parsed.recognised_pages:
             note += "; " + ocr_note(parsed)
@@ -279,6 +286,30 @@ class Library:
         if record.owner_pid == os.getpid():
             return record.doc_id in self._adding
         return process_alive(record.owner_pid)
+
+    # -- citation metadata ---------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, DocumentMetadata]:
+        """doc_id -> citation metadata, for every document in the library."""
+        return self.catalog.metadata()
+
+    def edit_metadata(self, doc_id: str, **changes: str | list[str]) -> DocumentMetadata:
+        """Change some of a document's metadata fields (see `engine.metadata.edited`)."""
+        current = self.catalog.metadata().get(doc_id)
+        if current is None:
+            raise MetadataError(f"no document {doc_id!r} in the library")
+        updated = edited(current, **changes)
+        self.catalog.set_metadata(doc_id, updated)
+        return updated
+
+    def set_metadata(self, doc_id: str, metadata: DocumentMetadata) -> None:
+        """Replace a document's metadata whole (as a BibTeX import does)."""
+        self.catalog.set_metadata(doc_id, metadata)
+
+    def _fill_missing_metadata(self) -> None:
+        """Documents added before metadata was kept get it from their stored PDFs, once."""
+        for doc_id in self.catalog.without_metadata():
+            self.catalog.set_metadata(doc_id, extract_metadata(self.pdf_path(doc_id)), False)
 
     # -- search --------------------------------------------------------------------------------
 
