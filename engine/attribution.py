@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from difflib import SequenceMatcher
 
 import numpy as np
@@ -266,6 +266,33 @@ class SentenceSupport:
             "support": round(self.support, 4),
             "citations": [c.to_json() for c in self.citations],
         }
+
+
+def sentences_to_records(sentences: list[SentenceSupport]) -> list[dict]:
+    """`sentences` whole (the cited passages' text included), for storing with a draft."""
+    return [asdict(sentence) for sentence in sentences]
+
+
+def sentences_from_records(records: list[dict]) -> list[SentenceSupport]:
+    return [
+        SentenceSupport(
+            start=r["start"],
+            end=r["end"],
+            text=r["text"],
+            support=r["support"],
+            citations=[
+                SentenceCitation(
+                    hit=SearchHit(**c["hit"]),
+                    support=c["support"],
+                    quote_start=c["quote_start"],
+                    quote_end=c["quote_end"],
+                    spans=[MatchedSpan(**span) for span in c["spans"]],
+                )
+                for c in r["citations"]
+            ],
+        )
+        for r in records
+    ]
 
 
 def sentence_support(cosine: float, overlap: float) -> float:

@@ -19,6 +19,7 @@ from engine.config import DEFAULT_MODEL
 from engine.errors import PalimpsestError
 from engine.families import RECIPE_FIELDS, Recipe, fast_cpu
 from engine.library import SearchHit
+from engine.provenance import Citations, ReadRound
 from engine.sampler import Canvas, SamplerSettings, State, pin, unpin
 
 if TYPE_CHECKING:
@@ -39,7 +40,27 @@ class DraftError(PalimpsestError):
 MAX_INSTRUCTION_CHARS = 4000  # about 1,000 tokens: a quarter of a small model's context
 MAX_SECTIONS = 64  # every section is a batch row of every step
 MAX_HEADING_CHARS = 300
-MAX_STEPS, MAX_BLOCK_TOKENS, MAX_PASSAGES = 1024, 2048, 32
+
+
+@dataclass(frozen=True)
+class SettingRange:
+    low: float
+    high: float
+    step: float  # the increment a control offers
+
+    def holds(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+# What each numeric setting may be: the one place the checks below and the UI's controls read.
+SETTING_RANGES = {
+    "steps": SettingRange(1, 1024, 1),
+    "block_tokens": SettingRange(1, 2048, 1),
+    "passages": SettingRange(0, 32, 1),
+    "refresh_every": SettingRange(0, 64, 1),
+    "temperature": SettingRange(0.0, 2.0, 0.05),
+    "threshold": SettingRange(0.5, 1.0, 0.01),
+}
 
 
 @dataclass
@@ -73,15 +94,13 @@ class DraftSettings:
     int8: bool = False  # dynamic int8 linear layers (CPU only; ignored on a GPU)
 
     def __post_init__(self) -> None:
-        if not (
-            1 <= self.steps <= MAX_STEPS
-            and 1 <= self.block_tokens <= MAX_BLOCK_TOKENS
-            and 0 <= self.passages <= MAX_PASSAGES
-        ):
-            raise DraftError(
-                f"steps must be 1-{MAX_STEPS}, tokens per block 1-{MAX_BLOCK_TOKENS} and "
-                f"passages 0-{MAX_PASSAGES}"
-            )
+        for name in ("steps", "block_tokens", "passages", "refresh_every"):
+            limits = SETTING_RANGES[name]
+            if not limits.holds(getattr(self, name)):
+                raise DraftError(
+                    f"{name.replace('_', ' ')} must be {limits.low:g}-{limits.high:g}, "
+                    f"not {getattr(self, name)}"
+                )
         if self.cfg < 0 or (self.cfg > 0 and self.context_cache):
             raise DraftError("guidance must be >= 0, and runs without the context cache")
         self.sampler()  # validates the sampling fields
@@ -138,6 +157,10 @@ class Block:
     window_start: int = -1  # the sub-block being decoded (its first position); -1: none yet
     window_step: int = 0  # steps done in that sub-block
     cache_epoch: int = -1  # draft step its context-cache epoch began at; -1: none (a full pass)
+    read: list[ReadRound] = field(default_factory=list)  # the evidence of every round so far
+    citations: Citations | None = None  # what supports its text, stored when the text changed
+    redline: str | None = None  # its text before the last re-run, retarget or edit: the base
+    # of the tracked change shown until the user accepts (or rejects) it
 
     @property
     def done(self) -> bool:
@@ -191,7 +214,10 @@ def new_draft(
     mask_id: int,
     end_ids: tuple[int, ...] = (),
     title: str | None = None,
+    targets: list[str] | None = None,
 ) -> Draft:
+    """A draft whose sections are all masked; `targets` limits every section's retrieval to
+    those documents ("follow this document")."""
     instruction = instruction.strip()
     headings = [h.strip() for h in headings if h.strip()]
     if not instruction:
@@ -203,6 +229,7 @@ def new_draft(
         Block(
             h,
             Canvas.empty(settings.block_tokens, mask_id, end_ids),
+            targets=list(targets or []),
             steps_total=run_steps(settings),
         )
         for h in headings

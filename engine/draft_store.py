@@ -20,6 +20,7 @@ import torch
 from engine.database import connection
 from engine.draft import Block, Draft, DraftError, DraftSettings
 from engine.library import SearchHit
+from engine.provenance import Citations, ReadRound
 from engine.sampler import Canvas
 
 SCHEMA = """
@@ -100,6 +101,9 @@ def draft_to_json(draft: Draft) -> dict:
                 "window_start": b.window_start,
                 "window_step": b.window_step,
                 "cache_epoch": b.cache_epoch,
+                "read": [r.to_json() for r in b.read],
+                "citations": b.citations.to_json() if b.citations is not None else None,
+                "redline": b.redline,
             }
             for b in draft.blocks
         ],
@@ -119,6 +123,9 @@ def draft_from_json(data: dict) -> Draft:
             window_start=b.get("window_start", -1),
             window_step=b.get("window_step", 0),
             cache_epoch=b.get("cache_epoch", -1),  # older drafts: start an epoch
+            read=[ReadRound.from_json(r) for r in b.get("read", [])],
+            citations=Citations.from_json(b["citations"]) if b.get("citations") else None,
+            redline=b.get("redline"),
         )
         for b in data["blocks"]
     ]

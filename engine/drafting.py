@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from engine.attribution import attribute_sentences
 from engine.context_cache import PrefixCaches
 from engine.denoiser import Denoiser, forbidden_token_ids
 from engine.draft import (
@@ -28,6 +29,7 @@ from engine.draft import (
 from engine.draft_store import DraftStore
 from engine.library import Library
 from engine.prompting import prompt_ids
+from engine.provenance import Citations, with_round
 from engine.sampler import pack_batch, renoise, step, window
 
 
@@ -68,8 +70,15 @@ class Drafter:
     # -- creating and viewing ------------------------------------------------------------------
 
     def start(
-        self, instruction: str, headings: list[str], settings: DraftSettings, seed: int = 0
+        self,
+        instruction: str,
+        headings: list[str],
+        settings: DraftSettings,
+        seed: int = 0,
+        follow: list[str] | None = None,
     ) -> Draft:
+        """A new draft, saved; `follow` limits every section's retrieval to those documents."""
+        self._check_documents(follow or [])
         if settings.block_tokens >= self.denoiser.max_length // 2:
             raise DraftError(
                 f"blocks of {settings.block_tokens} tokens leave too little room for sources in "
@@ -84,6 +93,7 @@ class Drafter:
             seed,
             self.denoiser.mask_token_id,
             self.denoiser.end_ids,
+            targets=follow,
         )
         budget = self.denoiser.max_length - settings.block_tokens
         for block in draft.blocks:  # each prompt must fit, even with no sources
@@ -139,6 +149,9 @@ class Drafter:
                 draft.blocks[i].prompt = prompt
             self._step(draft, active, generator, caches)
             steps_run += 1
+            for i in active:
+                if draft.blocks[i].done:
+                    self.cite(draft, i)
             self.store.save(draft)
             yield StepEvent(
                 draft.draft_id,
@@ -246,12 +259,25 @@ class Drafter:
         )
         for block, evidence in zip(blocks, found, strict=True):
             block.evidence = evidence
+            block.read = with_round(block.read, draft.step, evidence)
+
+    def cite(self, draft: Draft, index: int) -> None:
+        """Store what supports the block's current text (sentence by sentence), unless what is
+        stored was computed for this very text: attribution runs once per text, never to draw."""
+        block = draft.blocks[index]
+        text = self.text(draft, index)
+        if block.citations is not None and block.citations.text == text:
+            return
+        sentences = attribute_sentences(self.library, text, doc_ids=block.targets or None)
+        block.citations = Citations(text, sentences)
 
     # -- operations that re-noise one block ------------------------------------------------------
 
     def rerun(self, draft: Draft, index: int, strength: float = 1.0) -> None:
         """Re-mask `strength` of the block's unpinned positions; `run(only=[index])` redrafts it."""
         block = block_of(draft, index)
+        if block.done and block.redline is None:  # the base of the tracked change to show
+            block.redline = self.text(draft, index)
         generator = _generator(draft)
         block.canvas = renoise(block.canvas, strength, generator)
         block.step, block.steps_total = 0, run_steps(draft.settings)
@@ -263,11 +289,15 @@ class Drafter:
 
     def retarget(self, draft: Draft, index: int, doc_ids: list[str], strength: float = 1.0) -> None:
         """Limit the block's retrieval to `doc_ids` (none: the whole library) and re-run it."""
+        self._check_documents(doc_ids)
+        block_of(draft, index).targets = list(doc_ids)
+        self.rerun(draft, index, strength)
+
+
+    def _check_documents(self, doc_ids: list[str]) -> None:
         unknown = [d for d in doc_ids if self.library.document(d) is None]
         if unknown:
             raise DraftError(f"no document {unknown[0][:12]} in the library")
-        block_of(draft, index).targets = list(doc_ids)
-        self.rerun(draft, index, strength)
 
 
 def _generator(draft: Draft) -> torch.Generator:

@@ -14,7 +14,15 @@ from engine.attribution import SentenceSupport, Support, attribute, attribute_se
 from engine.block_ops import ALREADY_RUNNING, RUNNING, DraftLeases, check_strength, unpin_span
 from engine.config import Settings
 from engine.conflicts import find_conflicts
-from engine.draft import Draft, DraftError, block_text, edit_text, pin_selection, pinned_spans
+from engine.draft import (
+    Block,
+    Draft,
+    DraftError,
+    block_text,
+    edit_text,
+    pin_selection,
+    pinned_spans,
+)
 from engine.draft_store import DraftStore
 from engine.drafting import Drafter, block_of
 from engine.embeddings import Embedder
@@ -70,9 +78,36 @@ class Workspace:
     ) -> tuple[Draft, Drafter]:
         """Replace the block's text with the user's (pinned passages must survive); with `lock`
         all of it becomes pinned."""
-        return self._change(
-            draft_id, block, lambda dr, d: edit_text(dr.tokenizer, d.blocks[block], text, lock)
-        )
+
+        def change(drafter: Drafter, draft: Draft) -> None:
+            before = drafter.text(draft, block)
+            edit_text(drafter.tokenizer, draft.blocks[block], text, lock)
+            mark_changed(draft.blocks[block], before, drafter.text(draft, block))
+            drafter.cite(draft, block)
+
+        return self._change(draft_id, block, change)
+
+    def accept(self, draft_id: str, block: int) -> tuple[Draft, Drafter]:
+        """Accept the block's tracked change: its current text becomes the new base."""
+
+        def change(drafter: Drafter, draft: Draft) -> None:
+            draft.blocks[block].redline = None
+
+        return self._change(draft_id, block, change)
+
+    def reject(self, draft_id: str, block: int) -> tuple[Draft, Drafter]:
+        """Reject the block's tracked change: its text before the change comes back (as the
+        user's text, so committed; pinned text in it stays pinned)."""
+
+        def change(drafter: Drafter, draft: Draft) -> None:
+            base = draft.blocks[block].redline
+            if base is None:
+                raise DraftError(f"block {block + 1} has no change to reject")
+            edit_text(drafter.tokenizer, draft.blocks[block], base)
+            draft.blocks[block].redline = None
+            drafter.cite(draft, block)
+
+        return self._change(draft_id, block, change)
 
     def rerun(self, draft_id: str, block: int, strength: float = 1.0) -> tuple[Draft, Drafter]:
         """Re-noise `strength` of the block's unpinned positions and save. The caller redrafts
@@ -109,9 +144,19 @@ class Workspace:
         text = drafter.text(draft, index)
         return attribute(self.library, text, k=k, doc_ids=draft.blocks[index].targets or None)
 
+    def citations(self, drafter: Drafter, draft: Draft, index: int) -> list[SentenceSupport]:
+        """The sentence-level citations of a block's current text: those stored with the draft
+        when they describe this text, else computed (a draft saved before they were stored)."""
+        block = draft.blocks[index]
+        text = drafter.text(draft, index)
+        if block.citations is not None and block.citations.text == text:
+            return block.citations.sentences
+        return attribute_sentences(self.library, text, doc_ids=block.targets or None)
+
     def to_json(self, drafter: Drafter, draft: Draft) -> dict:
         """The draft as DESIGN section 3 shows it: blocks with text, step, pins and sources;
-        for a finished block, each sentence with its citations and where those disagree."""
+        for a finished block, each sentence with its citations and where those disagree, what
+        the block read round by round, and the base of its pending tracked change."""
         blocks = []
         for index, block in enumerate(draft.blocks):
             done_text = drafter.text(draft, index) if block.done else ""
@@ -121,11 +166,7 @@ class Workspace:
                 if cited
                 else [hit.to_json() for hit in block.evidence]
             )
-            sentences = (
-                attribute_sentences(self.library, done_text, doc_ids=block.targets or None)
-                if cited
-                else []
-            )
+            sentences = self.citations(drafter, draft, index) if cited else []
             conflicts = find_conflicts([c.hit for s in sentences for c in s.citations])
             blocks.append(
                 {
@@ -142,6 +183,8 @@ class Workspace:
                     "sources": sources,
                     "sentences": [s.to_json() for s in sentences],
                     "conflicts": [c.to_json() for c in conflicts],
+                    "read": [r.to_json() for r in block.read],
+                    "redline": block.redline,
                 }
             )
         return {
@@ -161,10 +204,17 @@ class Workspace:
         sections = []
         for index, block in enumerate(draft.blocks):
             text = drafter.text(draft, index)
-            sentences = attribute_sentences(self.library, text, doc_ids=block.targets or None)
+            sentences = self.citations(drafter, draft, index)
             cited = [CitedSentence(s.start, s.end, _evidence_quotes(s)) for s in sentences]
             sections.append(ExportSection(block.heading, text, sentences=cited))
         return export_draft(path, fmt, draft.title, sections, draft.instruction)
+
+
+def mark_changed(block: Block, before: str, after: str) -> None:
+    """Keep `before` as the base of the block's tracked change, unless one is pending already
+    (changes pile up on the last accepted text, as tracked changes in a word processor do)."""
+    if block.redline is None and before.strip() and before != after:
+        block.redline = before
 
 
 def _evidence_quotes(sentence: SentenceSupport) -> list[Citation]:

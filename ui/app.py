@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ui.draft_screen import asset
 from ui.draft_tab import build_draft_tab
 from ui.drafts_tab import build_drafts_tab
 from ui.library_tab import build_library_tab
@@ -11,15 +12,12 @@ from ui.sessions import Sessions
 
 CSS = """
 .gradio-container { max-width: 1440px !important; width: 100% !important; margin: auto; }
-.confidence-view { line-height: 1.8; white-space: pre-wrap; }
-#draft-progress progress { width: 60%; height: 14px; vertical-align: middle; }
-/* the page of a clicked source stays in view beside whichever block card was clicked
-   (sticky needs the container to clip rather than hide its overflow: hidden makes it a
-   scroll container, which pins nothing) */
+/* the section panel and its page stay in view beside the document (sticky needs the container
+   to clip rather than hide its overflow: hidden makes it a scroll container, which pins
+   nothing) */
 .gradio-container { overflow: clip !important; }
-#evidence-column { position: sticky; top: 12px; align-self: flex-start; }
 #export-links a { margin-right: 1em; font-weight: 600; }
-"""
+""" + asset("draft.css")
 
 
 def build_app(sessions: Sessions) -> gr.Blocks:

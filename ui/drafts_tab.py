@@ -67,14 +67,16 @@ def build_drafts_tab(
 
     def on_open(draft_id: str, request: gr.Request):
         if not draft_id:
-            return [gr.update(), "Choose a draft in the table first."] + [gr.update()] * len(
-                draft_tab.outputs
-            )
+            return {message: "Choose a draft in the table first."}
         try:
-            values = draft_tab.show(draft_id, sessions(request))
+            sessions(request).workspace.drafts.load(draft_id)
         except PalimpsestError as error:
-            return [gr.update(), str(error)] + [gr.update()] * len(draft_tab.outputs)
-        return [gr.Tabs(selected="draft"), ""] + values
+            return {message: str(error)}
+        return {
+            tabs: gr.Tabs(selected="draft"),
+            message: "",
+            **draft_tab.show(draft_id, sessions(request)),
+        }
 
     def on_delete(draft_id: str, request: gr.Request):
         session = sessions(request)
@@ -92,7 +94,7 @@ def build_drafts_tab(
     open_button.click(
         on_open,
         inputs=chosen,
-        outputs=[tabs, message, *draft_tab.outputs],
+        outputs=[tabs, message, *draft_tab.outputs()],
         api_name="open_draft",
     )
     delete.click(
