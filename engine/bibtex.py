@@ -180,10 +180,10 @@ def make_key(metadata: DocumentMetadata, filename: str) -> str:
 
 
 def unique_key(key: str, used: set[str]) -> str:
-    """`key`, or `key` with the first of b, c, d... that makes it unused; records it."""
+    """`key`, or `key` with the first of a, b, c... that makes it unused; records it."""
     candidate, suffix = key, ord("a")
     while candidate in used:
-        suffix += 1
         candidate = f"{key}{chr(suffix)}"
+        suffix += 1
     used.add(candidate)
     return candidate

@@ -103,9 +103,7 @@ def normalise(name: str, value: str) -> str:
     if name == "doi":
         value = _DOI_PREFIX.sub("", value)
         if not _DOI.fullmatch(value):
-            raise MetadataError(
-                f"a DOI starts with 10. and a slash, such as 10.1234/abc ({value!r})"
-            )
+            raise MetadataError(f"a DOI looks like 10.1234/abc (got {value!r})")
     if name == "key" and not _KEY.fullmatch(value):
         raise MetadataError(f"a citation key has no spaces, commas or braces (got {value!r})")
     if name == "entry_type":
