@@ -1,4 +1,5 @@
-"""The Library tab: upload PDFs, see and delete documents, try hybrid search.
+"""The Library tab: upload PDFs (and .bib files that describe them), see and delete documents,
+correct a document's citation metadata, try hybrid search.
 
 Handlers only translate between components and the signed-in user's `engine.library.Library`.
 The library keeps its own copy of each PDF; Gradio's copy is swept from its upload folder
@@ -12,14 +13,25 @@ from pathlib import Path
 
 import gradio as gr
 
+from engine.bib_import import import_bib_file
 from engine.errors import PalimpsestError
 from engine.library import Library
+from engine.metadata import DocumentMetadata
 from ui.sessions import Sessions
 from ui.uploads import sweep_uploads
 
 DOCUMENT_HEADERS = ["Document", "Pages", "Chunks", "Added", "ID"]
 RESULT_HEADERS = ["#", "Document", "Page", "Fused score", "Passage"]
 SNIPPET_CHARS = 300
+# The metadata form's fields, in order: (field, label); lists are edited one name per line.
+METADATA_FIELDS = [
+    ("title", "Title"),
+    ("authors", "Authors (one per line)"),
+    ("year", "Year"),
+    ("doi", "DOI"),
+    ("parties", "Parties, for a contract or deed (one per line)"),
+    ("date", "Date of the instrument (YYYY-MM-DD)"),
+]
 
 
 def document_rows(library: Library) -> list[list]:
@@ -39,6 +51,15 @@ def document_choices(library: Library) -> list[tuple[str, str]]:
     return [(f"{r.filename} ({r.pages} p.)", r.doc_id) for r in library.documents()]
 
 
+def metadata_values(metadata: DocumentMetadata) -> list[str]:
+    """The form's values for a document's metadata, in `METADATA_FIELDS` order."""
+    values = metadata.to_json()
+    return [
+        "\n".join(values[name]) if isinstance(values[name], list) else values[name]
+        for name, _ in METADATA_FIELDS
+    ]
+
+
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     """One line of at most `limit` characters, cut at a word boundary with an ellipsis."""
     flat = " ".join(text.split())
@@ -53,7 +74,10 @@ def build_library_tab(app: gr.Blocks, sessions: Sessions) -> None:
     with gr.Row():
         with gr.Column(scale=2):
             uploads = gr.File(
-                label="Upload PDFs", file_count="multiple", file_types=[".pdf"], type="filepath"
+                label="Upload PDFs (a .bib file with them fills their citation details)",
+                file_count="multiple",
+                file_types=[".pdf", ".bib"],
+                type="filepath",
             )
             upload_log = gr.Textbox(
                 label="Upload results", lines=4, interactive=False, elem_id="upload-log"
@@ -69,6 +93,18 @@ def build_library_tab(app: gr.Blocks, sessions: Sessions) -> None:
         wrap=True,
         elem_id="documents-table",
     )
+    with gr.Accordion("Citation details", open=False, elem_id="metadata-form"):
+        meta_doc = gr.Dropdown(label="Document", choices=[], value=None, elem_id="metadata-doc")
+        meta_fields = []
+        for row in (METADATA_FIELDS[:3], METADATA_FIELDS[3:]):
+            with gr.Row():
+                meta_fields += [
+                    gr.Textbox(label=label, lines=2 if name in ("authors", "parties") else 1)
+                    for name, label in row
+                ]
+        with gr.Row():
+            meta_save = gr.Button("Save citation details", scale=1)
+            meta_log = gr.Textbox(show_label=False, interactive=False, scale=3, elem_id="meta-log")
     with gr.Row():
         query = gr.Textbox(
             label="Search the library",
@@ -87,12 +123,19 @@ def build_library_tab(app: gr.Blocks, sessions: Sessions) -> None:
     )
 
     def refreshed(request: gr.Request):
-        """The documents table and the remove menu as the user's library is now."""
+        """The documents table and the remove and metadata menus as the user's library is now."""
         library = sessions(request).workspace.library
-        return document_rows(library), gr.update(choices=document_choices(library), value=None)
+        choices = document_choices(library)
+        return (
+            document_rows(library),
+            gr.update(choices=choices, value=None),
+            gr.update(choices=choices, value=None),
+        )
 
     def on_upload(paths: list[str] | None, request: gr.Request, progress=gr.Progress()):
         paths = paths or []
+        bibs = [path for path in paths if path.lower().endswith(".bib")]
+        paths = [path for path in paths if path not in bibs]
         library = sessions(request).workspace.library
         lines = []
         for number, path in enumerate(paths):
@@ -105,6 +148,11 @@ def build_library_tab(app: gr.Blocks, sessions: Sessions) -> None:
                 lines.append(outcome.line())
             except PalimpsestError as error:
                 lines.append(f"failed: {Path(path).name}: {error}")
+        for path in bibs:  # after the PDFs, so that they can be matched
+            try:
+                lines += import_bib_file(library, path).lines()
+            except PalimpsestError as error:
+                lines.append(f"bib: {Path(path).name}: {error}")
         sweep_uploads()
         return "\n".join(lines), *refreshed(request), None
 
@@ -121,6 +169,36 @@ def build_library_tab(app: gr.Blocks, sessions: Sessions) -> None:
         except PalimpsestError as error:
             message = f"Could not remove it: {error}"
         return message, *refreshed(request)
+
+    def on_pick_document(doc_id: str | None, request: gr.Request):
+        metadata = sessions(request).workspace.library.metadata().get(doc_id or "")
+        return metadata_values(metadata or DocumentMetadata())
+
+    def on_save_metadata(
+        doc_id: str | None,
+        title: str,
+        authors: str,
+        year: str,
+        doi: str,
+        parties: str,
+        date: str,
+        request: gr.Request,
+    ):
+        if not doc_id:
+            return "Choose a document first."
+        try:
+            sessions(request).workspace.library.edit_metadata(
+                doc_id,
+                title=title,
+                authors=authors.splitlines(),  # one name per line: "Marks and Spencer" is one
+                year=year,
+                doi=doi,
+                parties=parties.splitlines(),
+                date=date,
+            )
+        except PalimpsestError as error:
+            return f"Not saved: {error}"
+        return "Saved."
 
     def on_search(text: str, request: gr.Request):
         if not text.strip():
@@ -140,17 +218,26 @@ def build_library_tab(app: gr.Blocks, sessions: Sessions) -> None:
     uploads.upload(
         on_upload,
         inputs=uploads,
-        outputs=[upload_log, documents, to_delete, uploads],
+        outputs=[upload_log, documents, to_delete, meta_doc, uploads],
         concurrency_limit=1,
         api_name="upload",
     )
     delete_button.click(
         on_delete,
         inputs=to_delete,
-        outputs=[delete_log, documents, to_delete],
+        outputs=[delete_log, documents, to_delete, meta_doc],
         api_name="remove_document",
     )
-    app.load(refreshed, outputs=[documents, to_delete], api_name="documents")
+    app.load(refreshed, outputs=[documents, to_delete, meta_doc], api_name="documents")
+    meta_doc.change(
+        on_pick_document, inputs=meta_doc, outputs=meta_fields, api_name="document_metadata"
+    )
+    meta_save.click(
+        on_save_metadata,
+        inputs=[meta_doc, *meta_fields],
+        outputs=meta_log,
+        api_name="save_document_metadata",
+    )
     search_button.click(
         on_search, inputs=query, outputs=results, concurrency_limit=4, api_name="search"
     )
