@@ -174,3 +174,10 @@ def _read(path: Path) -> tuple[list[str], list[str]]:
         if int(note.get(qn("w:id"))) > 0
     ]
     return notes, [p.text for p in docx.Document(str(path)).paragraphs]
+
+
+def test_download_links_carry_the_chosen_style() -> None:
+    from ui.drafts_tab import PLAIN_CITATIONS, download_links
+
+    assert 'href="download/d1.docx?style=legal"' in download_links("d1", "legal")
+    assert 'href="download/d1.md"' in download_links("d1", PLAIN_CITATIONS)

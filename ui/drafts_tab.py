@@ -13,12 +13,14 @@ from urllib.parse import quote
 
 import gradio as gr
 
+from engine.citations import STYLES
 from engine.errors import PalimpsestError
 from engine.workspace import Workspace
 from ui.draft_tab import DraftTab
 from ui.sessions import Sessions
 
 HEADERS = ["Title", "Updated", "Step", "Done", "ID"]
+PLAIN_CITATIONS = "file name and page"
 
 
 def draft_rows(workspace: Workspace) -> list[list]:
@@ -34,13 +36,16 @@ def draft_rows(workspace: Workspace) -> list[list]:
     ]
 
 
-def download_links(draft_id: str) -> str:
-    """Links that download the chosen draft (relative, so they work under a path prefix)."""
+def download_links(draft_id: str, style: str = PLAIN_CITATIONS) -> str:
+    """Links that download the chosen draft with its citations in `style` (relative, so they
+    work under a path prefix)."""
     if not draft_id:
         return ""
     target = quote(draft_id, safe="")
+    query = f"?style={quote(style)}" if style in STYLES else ""
     return " · ".join(
-        f'<a href="download/{target}.{fmt}" download id="download-{fmt}">{html.escape(label)}</a>'
+        f'<a href="download/{target}.{fmt}{query}" download id="download-{fmt}">'
+        f"{html.escape(label)}</a>"
         for fmt, label in (("md", "Download Markdown"), ("docx", "Download DOCX with footnotes"))
     )
 
@@ -55,7 +60,15 @@ def build_drafts_tab(
     with gr.Row():
         open_button = gr.Button("Open in the Draft tab", variant="primary", elem_id="open-draft")
         delete = gr.Button("Delete", variant="stop", elem_id="delete-draft")
-    downloads = gr.HTML(elem_id="export-links")
+    with gr.Row():
+        style = gr.Dropdown(
+            label="Citations in downloads",
+            choices=[PLAIN_CITATIONS, *STYLES],
+            value=PLAIN_CITATIONS,
+            scale=1,
+            elem_id="citation-style",
+        )
+        downloads = gr.HTML(elem_id="export-links")
     message = gr.Markdown(elem_id="drafts-message")
 
     def rows(request: gr.Request):
@@ -90,7 +103,10 @@ def build_drafts_tab(
 
     hidden = "undocumented"  # callable, but only the page needs it
     table.select(on_select, inputs=table, outputs=chosen, api_visibility=hidden)
-    chosen.change(download_links, inputs=chosen, outputs=downloads, api_visibility=hidden)
+    for changed in (chosen, style):
+        changed.change(
+            download_links, inputs=[chosen, style], outputs=downloads, api_visibility=hidden
+        )
     open_button.click(
         on_open,
         inputs=chosen,

@@ -22,6 +22,7 @@ from starlette.background import BackgroundTask
 from starlette.routing import Mount
 
 from engine.errors import PalimpsestError
+from engine.styled_export import export_styled
 from engine.users import Users
 from engine.workspaces import Workspaces
 from ui.app import CSS, build_app
@@ -69,7 +70,7 @@ def build_server(workspaces: Workspaces, users: Users | None) -> FastAPI:
         return await call_next(request)
 
     @server.get("/download/{draft_id}.{fmt}")
-    def download(draft_id: str, fmt: str, request: Request) -> Response:
+    def download(draft_id: str, fmt: str, request: Request, style: str | None = None) -> Response:
         user = signed_in_user(mounted[0], request)
         if users is not None and user is None:
             return PlainTextResponse("Sign in first.", status_code=401)
@@ -81,7 +82,7 @@ def build_server(workspaces: Workspaces, users: Users | None) -> FastAPI:
         try:
             title = workspace.drafts.load(draft_id).title
             name = f"{file_stem(title) or draft_id}.{fmt}"
-            path = workspace.export(draft_id, fmt, folder / name)
+            path = export_styled(workspace, draft_id, fmt, folder / name, style)
         except PalimpsestError as error:
             shutil.rmtree(folder, ignore_errors=True)
             return PlainTextResponse(str(error), status_code=404)
