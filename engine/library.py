@@ -217,7 +217,8 @@ class Library:
                 self._adding.discard(doc_id)
         # The document is in; metadata a busy catalog cannot take now is read at the next open.
         with contextlib.suppress(LibraryBusyError):
-            self.catalog.set_metadata(doc_id, extract_metadata(self.pdf_path(doc_id)))
+            first_page = parsed.pages[0].text if parsed.pages else ""  # OCR's, for a scan
+            self.catalog.set_metadata(doc_id, extract_metadata(self.pdf_path(doc_id), first_page))
         note = f"{len(parsed.pages)} pages, {len(chunks)} chunks"
         if parsed.recognised_pages:
             note += "; " + ocr_note(parsed)

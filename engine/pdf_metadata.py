@@ -69,11 +69,17 @@ class Line:
     size: float  # the largest font size on the line, in points (0 when unknown)
 
 
-def extract_metadata(path: str | Path) -> DocumentMetadata:
-    """The metadata read from the PDF at `path`; empty fields where nothing was found."""
+def extract_metadata(path: str | Path, first_page_text: str = "") -> DocumentMetadata:
+    """The metadata read from the PDF at `path`; empty fields where nothing was found.
+
+    `first_page_text` stands in for a first page without a text layer (a scan, as OCR read it);
+    its lines have no font sizes, so the title then comes from the document information only.
+    """
     info, lines = _read_pdfium(Path(path))
     if info is None:
         info, lines = _read_pypdf(Path(path))
+    if not lines:
+        lines = _unsized_lines(first_page_text)
     return metadata_from(info or {}, lines)
 
 
@@ -136,8 +142,12 @@ def _read_pypdf(path: Path) -> tuple[dict[str, str], list[Line]]:
         raw = reader.metadata or {}
         info = {str(k).lstrip("/"): str(v) for k, v in raw.items() if isinstance(v, str)}
         text = reader.pages[0].extract_text() if reader.pages else ""
-        return info, [Line(t.strip(), 0.0) for t in text.splitlines() if t.strip()]
+        return info, _unsized_lines(text)
     return {}, []
+
+
+def _unsized_lines(text: str) -> list[Line]:
+    return [Line(" ".join(t.split()), 0.0) for t in text.splitlines() if t.strip()]
 
 
 def _lines(text: str, sizes: list[float]) -> list[Line]:

@@ -10,6 +10,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
+from helpers import pdf_bytes
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
@@ -108,6 +109,16 @@ def test_an_instruments_parties_and_date_come_from_its_first_page(tmp_path: Path
     assert metadata.parties == ("Quillfeather Publishing Ltd", "Orrin Vale")
     assert metadata.date == "2025-02-03" and metadata.issued_year == "2025"
     assert metadata.authors == ()  # the PDF's author ("clerk") did not make the contract
+
+
+def test_a_scanned_first_page_is_read_from_its_ocr_text(tmp_path: Path) -> None:
+    path = tmp_path / "scan.pdf"
+    path.write_bytes(pdf_bytes([None]))  # a page with no text layer
+
+    metadata = extract_metadata(path, first_page_text="\n".join(CONTRACT_TEXT))
+
+    assert metadata.parties == ("Quillfeather Publishing Ltd", "Orrin Vale")
+    assert metadata.date == "2025-02-03"
 
 
 def test_a_file_that_is_not_a_pdf_gives_empty_metadata(tmp_path: Path) -> None:
