@@ -1,5 +1,8 @@
 """Pages -> chunks sized for the embedding model, split at sentence boundaries.
 
+A table (a Markdown table in the page text, engine/layout.py) is a chunk of its own, so a query
+on one cell finds the whole table; one too long for a chunk is cut between its rows.
+
 A chunk never crosses a page and is an exact slice of its page's text
 (`page.text[chunk.char_start:chunk.char_end] == chunk.text`), so a citation can always be found
 again. Consecutive chunks share their boundary sentence (a small overlap) when it is short, so a
@@ -35,6 +38,11 @@ _NOT_AN_END = re.compile(
     r"|ch|p|pp|vol|dr|mr|mrs|ms|prof|st|inc|ltd|co|corp))\.$",
     re.IGNORECASE,
 )
+
+
+# A Markdown table: a header row, its `| --- |` rule, and the rows under it, each a line that
+# starts and ends with "|".
+_TABLE = re.compile(r"^\|[^\n]*\|\n\|(?: ?:?-{3,}:? ?\|)+(?:\n\|[^\n]*\|)*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -137,13 +145,64 @@ def split_page(
     min_tokens: int = MIN_CHUNK_TOKENS,
     max_chars: int = MAX_CHUNK_CHARS,
 ) -> list[tuple[int, int]]:
-    """Character spans of the chunks of one page's text."""
+    """Character spans of the chunks of one page's text: its tables' chunks (`table_spans`)
+    among the chunks of the prose around them."""
     counter = _TokenCounter(text, token_offsets(text))
-    pieces = list(_pieces(counter, sentence_spans(text), max_tokens, max_chars))
+    bounds = _Bounds(counter, max_tokens, max_chars)
+    chunks: list[tuple[int, int]] = []
+    position = 0
+    for start, end in [*table_spans(text), (len(text), len(text))]:
+        sentences = [(a + position, b + position) for a, b in sentence_spans(text[position:start])]
+        chunks += _prose_chunks(bounds, sentences, max_overlap_tokens, min_tokens)
+        if end > start:
+            chunks += _table_chunks(bounds, start, end)
+        position = end
+    return chunks
 
-    def fits(start: int, end: int) -> bool:
-        return end - start <= max_chars and counter.count(start, end) <= max_tokens
 
+def table_spans(text: str) -> list[tuple[int, int]]:
+    """Spans of the Markdown tables in a page's text (engine/layout.py writes them)."""
+    return [match.span() for match in _TABLE.finditer(text)]
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """How much one chunk may hold, measured on one tokenisation of the page."""
+
+    counter: _TokenCounter
+    max_tokens: int
+    max_chars: int
+
+    def fits(self, start: int, end: int) -> bool:
+        return end - start <= self.max_chars and self.counter.count(start, end) <= self.max_tokens
+
+    def pieces(self, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return list(_pieces(self.counter, spans, self.max_tokens, self.max_chars))
+
+
+def _table_chunks(bounds: _Bounds, start: int, end: int) -> list[tuple[int, int]]:
+    """A table as one chunk when it fits, else cut between rows into chunks that fit."""
+    if bounds.fits(start, end):
+        return [(start, end)]
+    rows, position = [], start
+    for line in bounds.counter.text[start:end].split("\n"):
+        rows.append((position, position + len(line)))
+        position += len(line) + 1
+    chunks: list[tuple[int, int]] = []
+    for piece in bounds.pieces(rows):
+        if chunks and bounds.fits(chunks[-1][0], piece[1]):
+            chunks[-1] = (chunks[-1][0], piece[1])
+        else:
+            chunks.append(piece)
+    return chunks
+
+
+def _prose_chunks(
+    bounds: _Bounds, sentences: list[tuple[int, int]], max_overlap_tokens: int, min_tokens: int
+) -> list[tuple[int, int]]:
+    """Sentences grouped into chunks that fit, neighbours sharing a short boundary sentence."""
+    pieces = bounds.pieces(sentences)
+    counter, fits = bounds.counter, bounds.fits
     groups: list[tuple[int, int]] = []  # (first piece, last piece) of each chunk
     first = 0
     while first < len(pieces):

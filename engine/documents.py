@@ -2,6 +2,10 @@
 
 PDFium (pypdfium2) is the primary parser: it is fast and handles real papers; pypdf is the
 fallback for files PDFium rejects, so one parser's bug does not make a document unreadable.
+PDFium's text is laid out again in reading order (engine/layout.py: columns one after another,
+tables as Markdown), and the running headers, footers and page numbers found across the
+document's margins (engine/running_heads.py) are left out of the page text. Files only pypdf
+can open keep pypdf's order.
 Every failure becomes an `IngestError` whose message is one line a user can act on.
 
 Pages whose text layer is empty or far emptier than their images suggest are recognised
@@ -26,7 +30,9 @@ import pypdf
 import pypdfium2 as pdfium
 
 from engine.errors import PalimpsestError, first_line
+from engine.layout import lines_text, page_layout
 from engine.ocr import OcrError, OcrOptions, PageOcr, needs_ocr, recognise_page
+from engine.running_heads import is_running_head, running_keys
 
 PDFIUM_PASSWORD_ERROR = 4
 PDF_MAGIC = b"%PDF-"
@@ -212,21 +218,29 @@ def _check_page_count(count: int, max_pages: int) -> None:
 def _pages_with_pdfium(
     data: bytes, max_pages: int, ocr: OcrOptions, progress: OcrProgress | None
 ) -> tuple[list[Page], int]:
-    """Every page's text layer, then the pages that need it recognised; and how many did."""
+    """Every page's text layer in reading order, without running heads; then the pages that
+    need it recognised; and how many did."""
     document = pdfium.PdfDocument(data)
     try:
         _check_page_count(len(document), max_pages)
-        pages, scanned = [], []
+        layouts, scanned = [], []
         for index in range(len(document)):
             page = document[index]
             textpage = page.get_textpage()
-            raw = textpage.get_text_range()
+            layouts.append(page_layout(page, textpage).lines)
             textpage.close()
-            text = normalise_text(raw)
-            if needs_ocr(page, text):
+            if needs_ocr(page, normalise_text(lines_text(layouts[-1]))):
                 scanned.append(index)
             page.close()
-            pages.append(Page(index, page_label(_pdfium_label(document, index), index), text))
+        running = running_keys(layouts)
+        pages = [
+            Page(
+                index,
+                page_label(_pdfium_label(document, index), index),
+                normalise_text(lines_text(lines, lambda line: not is_running_head(line, running))),
+            )
+            for index, lines in enumerate(layouts)
+        ]
         for done, index in enumerate(scanned, 1):
             pages[index] = _recognised(document, pages[index], ocr)
             if progress is not None:

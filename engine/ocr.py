@@ -22,11 +22,10 @@ character's position along its line; a line keeps its four corners and each char
 fractions along it, in page points from the top-left corner of the page as displayed, so a quote
 can be highlighted on the page image exactly as for a text PDF (engine/page_images.py).
 
-Reading order (`reading_order`): lines are deskewed by the page's median line angle, split into
-two columns when a vertical gutter clearly separates them (at least `MIN_COLUMN_LINES` lines of
-at least `MIN_COLUMN_WIDTH` of the text width on each side; lines crossing it, such as a title or
-a footer, split the page into bands read one after another), and within a column read top to
-bottom, boxes on the same row left to right.
+Reading order (`reading_order`): lines are deskewed by the page's median line angle, then
+ordered as text-layer pages are (engine/reading_order.py): column by column when a gutter
+clearly separates two columns, in bands between lines that cross it, and row by row within a
+column.
 
 Confidence: a page's is the mean of its lines' recognition scores (RapidOCR's mean character
 probability) weighted by their length, counting the lines dropped for scoring under
@@ -63,6 +62,8 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from engine.errors import PalimpsestError
+from engine.reading_order import Box
+from engine.reading_order import reading_order as ordered_rows
 
 OCR_DPI = 300
 POINTS_PER_INCH = 72
@@ -72,8 +73,6 @@ LOW_CONFIDENCE = 0.95
 MIN_IMAGE_COVERAGE = 0.3
 CHARS_PER_IMAGE_PAGE = 200
 REC_BATCH = 6  # lines recognised between two checks of the time limit (RapidOCR's batch)
-MIN_COLUMN_LINES = 4
-MIN_COLUMN_WIDTH = 0.3  # of the text's width
 WIDE_GAP = 0.5  # line heights between two characters that must be words apart (a table gap)
 DEFAULT_PAGE_SECONDS = 120.0
 MAX_DEFAULT_THREADS = 4
@@ -374,42 +373,13 @@ def _assemble(lines: list[OcrLine], seconds: float) -> PageOcr:
 # -- reading order ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Box:
-    """A line's extent after deskewing: horizontal bounds, vertical centre and height."""
-
-    index: int
-    left: float
-    right: float
-    top: float
-    bottom: float
-
-    @property
-    def middle(self) -> float:
-        return (self.top + self.bottom) / 2
-
-
 def reading_order(quads: Sequence[Quad]) -> list[list[int]]:
-    """Rows of line indexes in the order a person reads them (see the module docstring)."""
-    boxes = _deskewed(quads)
-    if not boxes:
-        return []
-    gutter = _gutter(boxes)
-    if gutter is None:
-        return _rows(boxes)
-    ordered: list[list[int]] = []
-    spanning = sorted((b for b in boxes if b.left < gutter < b.right), key=lambda b: b.middle)
-    edges = [-math.inf, *(b.middle for b in spanning), math.inf]
-    for band, (upper, lower) in enumerate(zip(edges, edges[1:], strict=False)):
-        inside = [b for b in boxes if upper < b.middle <= lower and not b.left < gutter < b.right]
-        ordered += _rows([b for b in inside if b.right <= gutter])
-        ordered += _rows([b for b in inside if b.left >= gutter])
-        if band < len(spanning):
-            ordered.append([spanning[band].index])
-    return ordered
+    """Rows of line indexes in the order a person reads them (engine/reading_order.py), the
+    lines first deskewed by the page's median line angle."""
+    return ordered_rows(_deskewed(quads))
 
 
-def _deskewed(quads: Sequence[Quad]) -> list[_Box]:
+def _deskewed(quads: Sequence[Quad]) -> list[Box]:
     """The lines' boxes rotated by minus the page's median line angle."""
     if not quads:
         return []
@@ -420,42 +390,5 @@ def _deskewed(quads: Sequence[Quad]) -> list[_Box]:
     for index, quad in enumerate(quads):
         xs = [x * cos - y * sin for x, y in quad]
         ys = [x * sin + y * cos for x, y in quad]
-        boxes.append(_Box(index, min(xs), max(xs), min(ys), max(ys)))
+        boxes.append(Box(index, min(xs), max(xs), min(ys), max(ys)))
     return boxes
-
-
-def _gutter(boxes: list[_Box]) -> float | None:
-    """The x of a vertical gap that clearly splits the lines into two columns, if any."""
-    left_edge = min(b.left for b in boxes)
-    width = max(b.right for b in boxes) - left_edge
-    if width <= 0:
-        return None
-    best, best_count = None, 0
-    for candidate in sorted({b.right for b in boxes}):
-        x = candidate + 1e-6
-        if not left_edge + 0.3 * width <= x <= left_edge + 0.7 * width:
-            continue
-        left = [b for b in boxes if b.right <= x]
-        right = [b for b in boxes if b.left >= x]
-        if not (_is_column(left, width) and _is_column(right, width)):
-            continue
-        count = min(len(left), len(right))
-        if count > best_count:
-            best, best_count = x, count
-    return best
-
-
-def _is_column(boxes: list[_Box], width: float) -> bool:
-    wide = sum(1 for b in boxes if b.right - b.left >= MIN_COLUMN_WIDTH * width)
-    return wide >= MIN_COLUMN_LINES
-
-
-def _rows(boxes: list[_Box]) -> list[list[int]]:
-    """Top to bottom; a box whose middle lies within the row's first box joins that row."""
-    rows: list[list[_Box]] = []
-    for box in sorted(boxes, key=lambda b: b.middle):
-        if rows and rows[-1][0].top < box.middle < rows[-1][0].bottom:
-            rows[-1].append(box)
-        else:
-            rows.append([box])
-    return [[b.index for b in sorted(row, key=lambda b: b.left)] for row in rows]

@@ -1,9 +1,12 @@
 """A PDF page as an image, with the passages a citation quotes marked on it.
 
-The stored page text is normalised (ligatures unfolded, soft hyphens dropped), so a quote is found
-in PDFium's raw text through a per-character map: each raw character is normalised on its own and
-remembers where it came from, and the quote's words are matched with any punctuation or
-whitespace between them. The matched characters' boxes are then drawn on the rendered page.
+The stored page text is laid out in reading order (engine/layout.py: columns one after another,
+tables as Markdown) and normalised (ligatures unfolded, soft hyphens dropped). So a quote is
+found in the same layout of PDFium's text, whose characters each know their PDFium index (the
+separators and table rules the layout added know none), through a per-character map: each
+character is normalised on its own and remembers where it came from, and the quote's words are
+matched with any punctuation or whitespace between them. The matched characters' boxes are then
+drawn on the rendered page.
 
 A recognised (scanned) page has no usable text layer: the same matching runs on the text its
 OCR lines spell (`PageOcr.raw_text`), and each matched character's corners come from its line
@@ -22,6 +25,7 @@ import pypdfium2 as pdfium
 from PIL import Image, ImageDraw
 
 from engine.documents import normalise_text
+from engine.layout import page_layout
 from engine.ocr import PageOcr, Quad, needs_ocr, recognise_page
 
 HIGHLIGHT = (255, 213, 0, 110)
@@ -64,12 +68,17 @@ def find_quote(
     return ranges
 
 
-def text_layer_quads(textpage: pdfium.PdfTextPage, quote: str, page_height: float) -> list[Quad]:
-    """The corners of the quote's characters in PDFium's text, in points from the top left."""
+def text_layer_quads(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage, quote: str) -> list[Quad]:
+    """The corners of the quote's characters in the page's text layer, read in the order the
+    page text was (engine/layout.py), in points from the top left."""
+    text, origins = page_layout(page, textpage).text_with_origins()
+    page_height = page.get_size()[1]
     quads = []
-    for start, end in find_quote(textpage.get_text_range(), quote):
-        for index in range(start, end):
-            left, bottom, right, top = textpage.get_charbox(index)
+    for start, end in find_quote(text, quote):
+        for origin in origins[start:end]:
+            if origin < 0:  # a separator or table rule the layout added
+                continue
+            left, bottom, right, top = textpage.get_charbox(origin)
             if right <= left:
                 continue
             top_y, bottom_y = page_height - top, page_height - bottom
@@ -93,7 +102,7 @@ def quote_quads(page: pdfium.PdfPage, quote: str, ocr: PageOcr | None = None) ->
             ocr = recognise_page(page)
         if ocr is not None:
             return ocr_quads(ocr, quote)
-        return text_layer_quads(textpage, quote, page.get_size()[1])
+        return text_layer_quads(page, textpage, quote)
     finally:
         textpage.close()
 

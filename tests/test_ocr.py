@@ -121,7 +121,11 @@ def test_a_300_dpi_scan_is_read_with_under_2_percent_errors(mixed):
 
 def test_a_mixed_document_is_read_page_by_page(mixed):
     text_page, scanned = mixed.pages
-    assert not text_page.recognised and text_page.text == text_layer(NDA, 1)
+    assert not text_page.recognised
+    # the text layer's words, in reading order (the footer last), its page number left out
+    assert text_page.text.startswith("3. Obligations of the Recipient")
+    layer_words = [word for word in text_layer(NDA, 1).split() if word != "2"]
+    assert sorted(text_page.text.split()) == sorted(layer_words)
     assert mixed.recognised_pages == [1] and mixed.low_confidence_pages == []
     assert scanned.text == normalise_text(scanned.ocr.raw_text)
     assert scanned.page_label == "2"
@@ -211,7 +215,7 @@ def phrase_box_in_text_layer(pdf: Path, index: int, phrase: str):
     document = pdfium.PdfDocument(str(pdf))
     try:
         page = document[index]
-        quads = page_images.text_layer_quads(page.get_textpage(), phrase, page.get_size()[1])
+        quads = page_images.text_layer_quads(page, page.get_textpage(), phrase)
         return bounds([point for quad in quads for point in quad])
     finally:
         document.close()
