@@ -9,6 +9,7 @@ exported again loses none of them.
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -98,7 +99,7 @@ def normalise(name: str, value: str) -> str:
         return ""
     if name == "year" and not _YEAR.fullmatch(value):
         raise MetadataError(f"year must be four digits, such as 2024 (got {value!r})")
-    if name == "date" and not _DATE.fullmatch(value):
+    if name == "date" and not is_date(value):
         raise MetadataError(f"date must be YYYY-MM-DD, YYYY-MM or YYYY (got {value!r})")
     if name == "doi":
         value = _DOI_PREFIX.sub("", value)
@@ -109,3 +110,14 @@ def normalise(name: str, value: str) -> str:
     if name == "entry_type":
         value = value.lower()
     return value
+
+
+def is_date(value: str) -> bool:
+    """A real calendar date, month or year in ISO form ("2024-02-30" is not)."""
+    if not _DATE.fullmatch(value):
+        return False
+    try:
+        datetime.date.fromisoformat((value + "-01-01")[:10])
+    except ValueError:
+        return False
+    return True

@@ -21,9 +21,10 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.metadata import DocumentMetadata
+from engine.metadata import DocumentMetadata, is_date
 
 TITLE_SEARCH_LINES = 15  # the title is among the first lines of the first page
+FIRST_PAGE_CHARS = 6000  # what is read of the first page: a hostile one may hold millions
 MAX_TITLE_LINES = 3
 MAX_PARTIES = 6
 MONTHS = (
@@ -123,8 +124,8 @@ def _read_pdfium(path: Path) -> tuple[dict[str, str] | None, list[Line]]:
         if len(document) == 0:
             return info, []
         textpage = document[0].get_textpage()
-        count = textpage.count_chars()
-        text = textpage.get_text_range(0, count) if count else ""
+        count = min(textpage.count_chars(), FIRST_PAGE_CHARS)
+        text = textpage.get_text_range(0, count) if count > 0 else ""
         sizes = [pdfium_c.FPDFText_GetFontSize(textpage.raw, i) for i in range(len(text))]
         return info, _lines(text, sizes)
     except Exception:
@@ -147,7 +148,9 @@ def _read_pypdf(path: Path) -> tuple[dict[str, str], list[Line]]:
 
 
 def _unsized_lines(text: str) -> list[Line]:
-    return [Line(" ".join(t.split()), 0.0) for t in text.splitlines() if t.strip()]
+    return [
+        Line(" ".join(t.split()), 0.0) for t in text[:FIRST_PAGE_CHARS].splitlines() if t.strip()
+    ]
 
 
 def _lines(text: str, sizes: list[float]) -> list[Line]:
@@ -265,7 +268,7 @@ def find_date(text: str) -> str:
         rest = text[dated.end() : dated.end() + 40]
         for pattern in (_DAY_MONTH_YEAR, _MONTH_DAY_YEAR, _ISO_DATE):
             found = pattern.match(rest)
-            if found:
+            if found and is_date(_iso(pattern, found)):
                 return _iso(pattern, found)
     return ""
 

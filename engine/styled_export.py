@@ -51,7 +51,7 @@ def export_styled(
     }
     pins = [_pin_cite(library, style, sources[c.hit.doc_id], c) for c in citations]
     formatted, bibliography = format_citations(style, sources, pins)
-    styled = iter(formatted)
+    styled = iter(formatted)  # one text per citation, taken below in the order of `citations`
     sections = [
         ExportSection(
             block.heading,
