@@ -271,7 +271,8 @@ def cmd_bib(args: argparse.Namespace) -> int:
     if args.action == "import":
         if not args.files:
             raise PalimpsestError("give the .bib file(s) to import")
-        return EXIT_OK if import_bibs(open_library(args), [Path(f) for f in args.files]) else 1
+        readable = import_bibs(open_library(args), [Path(f) for f in args.files])
+        return EXIT_OK if readable else EXIT_FAILED
     from engine.bibtex import to_bibtex
 
     catalog = open_catalog(Settings().with_library(args.library).library_dir)
