@@ -6,6 +6,8 @@ Prints JSON:
 - ingest: pages/s and chunks/s end to end on the corpus, and the same chunk texts embedded by
   the model alone in the same run (the baseline): `ingest_over_embedding` is the ratio of the two
   times (target <= 1.5: parsing and storing must not dominate).
+- text_layer: pages/s of reading the same PDFs' text layers alone, laid out in reading order
+  with tables (engine/layout.py): no OCR, chunking or embedding.
 - search: p50/p95 latency of hybrid search (query embedding included) over libraries of 1k, 10k
   and 50k chunks. The larger libraries repeat the corpus chunks under new document ids with
   jittered copies of their real vectors, so BM25 and HNSW work on realistic text and vectors
@@ -23,10 +25,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pypdfium2 as pdfium
 
 from engine.catalog import READY
 from engine.config import Settings
 from engine.embeddings import Embedder
+from engine.layout import page_layout
 from engine.library import Library
 
 HERE = Path(__file__).resolve().parent
@@ -53,6 +57,23 @@ def measure_ingest(library: Library, pdfs: list[Path]) -> dict:
         "embedding_share": round(min(embed_s / total_s, 1.0), 3),
         "ingest_over_embedding": round(total_s / embed_s, 3),
     }
+
+
+def measure_text_layer(pdfs: list[Path]) -> dict:
+    pages = 0
+    started = time.perf_counter()
+    for pdf in pdfs:
+        document = pdfium.PdfDocument(str(pdf))
+        for index in range(len(document)):
+            page = document[index]
+            textpage = page.get_textpage()
+            page_layout(page, textpage)
+            textpage.close()
+            page.close()
+            pages += 1
+        document.close()
+    seconds = time.perf_counter() - started
+    return {"pages": pages, "seconds": round(seconds, 2), "pages_per_s": round(pages / seconds, 1)}
 
 
 def grow_library(library: Library, target_chunks: int, rng: np.random.Generator) -> None:
@@ -109,6 +130,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         library = Library(Settings(library_dir=Path(folder)), embedder=embedder)
         report["ingest"] = measure_ingest(library, pdfs)
+        report["text_layer"] = measure_text_layer(pdfs)
         rng = np.random.default_rng(0)
         report["search"] = []
         for size in sorted(args.sizes):
