@@ -3,7 +3,8 @@
 Without a style the export is the workspace's own (``filename, p. label`` footnotes). With one,
 each sentence's citations are resolved to their documents' metadata and formatted together by
 `engine.citations` (a numeric style numbers sources in the order the draft first cites them);
-the legal style pins each citation to the clause or section its quote falls in.
+the legal style pins each citation to the clause or section its quote falls in. The sentences
+and their citations are the workspace's, as in the plain export.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.attribution import SentenceCitation, attribute_sentences
+from engine.attribution import SentenceCitation
 from engine.citations import STYLES, PinCite, Source, csl_type, format_citations
 from engine.errors import PalimpsestError
 from engine.export import Citation, CitedSentence, ExportSection, export_draft
@@ -39,10 +40,7 @@ def export_styled(
     draft, drafter = workspace.open(draft_id)
     library = workspace.library
     texts = [drafter.text(draft, index) for index in range(len(draft.blocks))]
-    cited = [
-        attribute_sentences(library, text, doc_ids=block.targets or None)
-        for text, block in zip(texts, draft.blocks, strict=True)
-    ]
+    cited = [workspace.citations(drafter, draft, index) for index in range(len(draft.blocks))]
     metadata = library.metadata()
     citations = [c for sentences in cited for s in sentences for c in s.citations]
     sources = {
