@@ -16,8 +16,9 @@ right column beside it. So the page is laid out again from PDFium's character bo
 - Rotated characters (an arXiv stamp up the margin) are read last, in PDFium's order. A page
   whose text is mostly rotated (a landscape page turned by its content) keeps PDFium's order.
 
-Costs: each character's box and angle is one PDFium call (~3 us): about 100 text pages a
-second on this machine, a few times more than reading the text alone.
+Costs: each character's box and angle are two PDFium calls and some Python: the corpus reads at
+30-45 text pages a second on this machine (`text_layer` in bench/ingest.py), where the bare text
+reads at 175-350; beside embedding, about a tenth of an ingest.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class Line:
     pieces: tuple[Piece, ...]
     text: str
     margin: str | None = None  # TOP or BOTTOM: a candidate running head, footer or folio
+    inset: float = 0.0  # a margin line's distance from its edge of the page, in page heights
+    table: bool = False  # a row of a Markdown table
 
 
 def lines_text(lines: Iterable[Line], keep: Callable[[Line], bool] = lambda line: True) -> str:
@@ -67,13 +70,16 @@ def _joined(
     keep: Callable[[Line], bool],
     parts: Callable[[Line], Iterable[tuple[str, int]]],
 ) -> Iterator[tuple[str, int]]:
-    """The kept lines' parts, a newline between lines unless one ends in a hyphenated word."""
+    """The kept lines' parts, a newline between lines unless one ends in a hyphenated word (and
+    neither is a table's row: a table's rows are whole lines)."""
     previous: Line | None = None
     for line in lines:
         if not keep(line):
             continue
-        if previous is not None and not previous.text.endswith(HYPHEN):
-            yield "\n", -1
+        if previous is not None:
+            hyphenated = previous.text.endswith(HYPHEN) and not (previous.table or line.table)
+            if not hyphenated:
+                yield "\n", -1
         previous = line
         yield from parts(line)
 
@@ -333,16 +339,17 @@ def _ordered_lines(
     return lines
 
 
-def _margins(runs: Sequence[_Run], height: float) -> dict[int, str]:
-    """The runs in the top or bottom `MARGIN` of a page that has text between them: a page
-    whose only text is one line near its top has no running head to leave out."""
+def _margins(runs: Sequence[_Run], height: float) -> dict[int, tuple[str, float]]:
+    """The runs in the top or bottom `MARGIN` of a page that has text between them (a page
+    whose only text is one line near its top has no running head to leave out): their margin
+    and inset."""
     zones = {}
     for index, run in enumerate(runs):
-        middle = (run.top + run.bottom) / 2
-        if middle <= MARGIN * height:
-            zones[index] = TOP
-        elif middle >= (1 - MARGIN) * height:
-            zones[index] = BOTTOM
+        middle = (run.top + run.bottom) / 2 / height
+        if middle <= MARGIN:
+            zones[index] = (TOP, middle)
+        elif middle >= 1 - MARGIN:
+            zones[index] = (BOTTOM, 1 - middle)
     return zones if len(zones) < len(runs) else {}
 
 
@@ -364,7 +371,7 @@ def _row_lines(
     runs: list[_Run],
     chars: Sequence[str],
     tables: dict[int, Table],
-    margins: dict[int, str],
+    margins: dict[int, tuple[str, float]],
 ) -> list[Line]:
     """A row's runs as one line (a margin run as a line of its own), a table as its lines."""
     lines: list[Line] = []
@@ -377,9 +384,9 @@ def _row_lines(
             lines += _table_lines(tables[box.index], runs, chars)
             continue
         run = runs[box.index]
-        margin = margins.get(box.index)
-        if margin:
-            lines.append(_line(chars, ((run.start, run.end),), margin))
+        if box.index in margins:
+            margin, inset = margins[box.index]
+            lines.append(_line(chars, ((run.start, run.end),), margin, inset))
             continue
         if pieces:
             pieces.append(" ")
@@ -401,14 +408,20 @@ def _table_lines(table: Table, runs: list[_Run], chars: Sequence[str]) -> list[L
                     pieces.append(" ")
                 pieces.append((runs[box.index].start, runs[box.index].end))
             pieces.append(" |")
-        lines.append(_line(chars, pieces))
+        lines.append(_line(chars, pieces, table=True))
         if number == 0:
-            lines.append(_line(chars, ("|" + " --- |" * len(row),)))
+            lines.append(_line(chars, ("|" + " --- |" * len(row),), table=True))
     return lines
 
 
-def _line(chars: Sequence[str], pieces: Sequence[Piece], margin: str | None = None) -> Line:
+def _line(
+    chars: Sequence[str],
+    pieces: Sequence[Piece],
+    margin: str | None = None,
+    inset: float = 0.0,
+    table: bool = False,
+) -> Line:
     text = "".join(
         piece if isinstance(piece, str) else "".join(chars[piece[0] : piece[1]]) for piece in pieces
     )
-    return Line(tuple(pieces), text, margin)
+    return Line(tuple(pieces), text, margin, inset, table)

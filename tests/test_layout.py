@@ -123,6 +123,23 @@ def test_a_lone_line_at_the_top_of_every_page_is_text_not_a_running_head():
     assert all(LEFT_SENTENCES[0] in _flat(page.text) for page in document.pages)
 
 
+def test_a_heading_that_opens_a_few_pages_is_kept_but_a_footer_on_all_is_not():
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=A4, invariant=1)
+    for number in range(8):
+        pdf.setFont("Helvetica", 10)
+        if number in (1, 4):
+            pdf.drawString(LEFT_X, HEIGHT - 50, f"Section {number + 4}")
+        for line, text in enumerate(_wrapped(LEFT_SENTENCES)):
+            pdf.drawString(LEFT_X, HEIGHT - 120 - 13 * line, text)
+        pdf.drawString(LEFT_X, 30, "Confidential: not for circulation")
+        pdf.showPage()
+    pdf.save()
+    pages = parsed(buffer.getvalue()).pages
+    assert pages[1].text.startswith("Section 5") and pages[4].text.startswith("Section 8")
+    assert not any("Confidential" in page.text for page in pages)
+
+
 def test_a_ruled_table_is_one_markdown_chunk(embedder):
     document = parsed(two_column_pdf(table=True))
     page = document.pages[0]
