@@ -13,14 +13,25 @@ os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def setting(ours: str, gradios: str, default: str) -> str:
+    """An environment setting: ours first, then the one every Gradio app honours."""
+    return os.environ.get(ours) or os.environ.get(gradios) or default
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Palimpsest web app")
     parser.add_argument(
         "--host",
-        default=os.environ.get("PALIMPSEST_HOST", "127.0.0.1"),
-        help="address to listen on (default 127.0.0.1: this machine only)",
+        default=setting("PALIMPSEST_HOST", "GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="address to listen on (default 127.0.0.1: this machine only; also "
+        "$PALIMPSEST_HOST or $GRADIO_SERVER_NAME)",
     )
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PALIMPSEST_PORT", 7860)))
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(setting("PALIMPSEST_PORT", "GRADIO_SERVER_PORT", "7860")),
+        help="port (default 7860; also $PALIMPSEST_PORT or $GRADIO_SERVER_PORT)",
+    )
     parser.add_argument(
         "--library",
         help="data folder (default: $PALIMPSEST_LIBRARY or the per-user data folder)",

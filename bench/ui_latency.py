@@ -1,13 +1,15 @@
-"""How soon the first denoising step shows in the browser after a click on Start.
+"""How soon the browser shows what a click asked for, on a short and on a 30-section draft.
 
     python bench/ui_latency.py [--trials 5]
 
 Starts `python app.py` on a temp library holding the sample PDFs, with a tiny model (so a step
 costs a few milliseconds and what is measured is everything around it: the request, retrieval,
-prompt building, persistence and rendering), drives Debian's Chromium with Playwright, and times
-click -> first block header showing "step 1/". One untimed draft warms the model first. Prints
-JSON: the latency of each trial, the median and the worst; the criterion is that it stays within
-0.5 s of one step's own time.
+prompt building, persistence and rendering), drives Debian's Chromium with Playwright, and times,
+for drafts of 4 and of 30 sections:
+- click on Start -> the first section header showing "step 1/";
+- a selection pinned from the toolbar -> the pinned highlight drawn (a whole-document update);
+- a click on the outline -> the section panel showing that section (a focus round trip).
+One untimed draft warms the model first. Prints JSON: each trial, the median and the worst.
 """
 
 from __future__ import annotations
@@ -38,8 +40,18 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-FIRST_STEP = """() => [...document.querySelectorAll('[id^="block-"][id$="-header"]')]
+FIRST_STEP = """() => [...document.querySelectorAll('.doc-meta')]
                   .some(h => /step [1-9]\\d*\\//.test(h.innerText))"""
+SELECT_FIRST_WORD = """(box) => {
+    const node = [...box.childNodes].find(n => n.textContent.trim());
+    const text = node.nodeType === 3 ? node : node.firstChild;
+    const range = document.createRange();
+    range.setStart(text, 0);
+    range.setEnd(text, Math.max(1, text.data.indexOf(' ')));
+    box.focus();
+    window.getSelection().removeAllRanges();
+    window.getSelection().addRange(range);
+}"""
 
 
 def free_port() -> int:
@@ -59,18 +71,48 @@ def wait_for(url: str, timeout_s: float = 240) -> None:
     raise TimeoutError(url)
 
 
-def one_trial(page, sections: str) -> float:
-    page.fill("#sections textarea", sections)
-    page.wait_for_function("() => true")
+def timed(page, action, done: str, arg=None) -> float:
     started = time.perf_counter()
-    page.click("#start")
-    page.wait_for_function(FIRST_STEP, timeout=120_000, polling="raf")
-    latency = time.perf_counter() - started
+    action()
+    page.wait_for_function(done, arg=arg, timeout=120_000, polling="raf")
+    return time.perf_counter() - started
+
+
+def one_trial(page, sections: int, trial: int) -> dict[str, float]:
+    """Start a draft of `sections` sections; time its first step, a pin and a focus."""
+    headings = "\n".join(f"Section {n} of trial {trial}" for n in range(sections))
+    page.fill("#sections textarea", headings)
+    first_step = timed(page, lambda: page.click("#start"), FIRST_STEP)
     page.wait_for_function(
         "() => document.querySelector('#draft-status').innerText.includes('Done')",
         timeout=120_000,
     )
-    return latency
+    last = sections - 1
+    page.locator(f"#sec-{last}-text").evaluate(SELECT_FIRST_WORD)
+    pin = timed(
+        page,
+        lambda: page.click("#selection-toolbar button[data-op=pin]"),
+        f"() => document.querySelector('#sec-{last}-text span.pin') !== null",
+    )
+    target = sections // 2
+    focus = timed(
+        page,
+        lambda: page.locator(".doc-outline a").nth(target).click(),
+        "(n) => document.querySelector('#section-panel h3')?.innerText.startsWith(n + '.')",
+        arg=str(target + 1),
+    )
+    return {"first_step_s": first_step, "pin_s": pin, "focus_s": focus}
+
+
+def summary(trials: list[dict[str, float]]) -> dict:
+    return {
+        name: {
+            "trials": [round(t[name], 3) for t in trials],
+            "median": round(statistics.median(t[name] for t in trials), 3),
+            "worst": round(max(t[name] for t in trials), 3),
+        }
+        for name in trials[0]
+    }
 
 
 def main() -> None:
@@ -113,26 +155,23 @@ def main() -> None:
                 page.goto(url)
                 page.get_by_role("tab", name="Draft", exact=True).click()
                 page.fill("#instruction textarea", "Draft the termination clauses.")
-                one_trial(page, "Warm-up one\nWarm-up two")
-                latencies = [
-                    one_trial(page, "\n".join(f"Section {n} of trial {t}" for n in range(4)))
-                    for t in range(args.trials)
-                ]
+                toggle = page.locator("#settings > button").first
+                toggle.click()
+                for label, value in (("Steps per section", 8), ("Tokens per section", 24)):
+                    box = page.get_by_label(f"number input for {label}")
+                    box.fill(str(value))
+                    box.press("Enter")
+                toggle.click()
+                one_trial(page, 2, -1)  # warm-up
+                results = {
+                    sections: summary([one_trial(page, sections, t) for t in range(args.trials)])
+                    for sections in (4, 30)
+                }
                 browser.close()
         finally:
             app.terminate()
             app.wait(timeout=30)
-    print(
-        json.dumps(
-            {
-                "sections": 4,
-                "latency_s": [round(x, 3) for x in latencies],
-                "median_s": round(statistics.median(latencies), 3),
-                "worst_s": round(max(latencies), 3),
-            },
-            indent=2,
-        )
-    )
+    print(json.dumps({"steps": 8, "tokens": 24, "sections": results}, indent=2))
 
 
 if __name__ == "__main__":

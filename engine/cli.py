@@ -132,7 +132,8 @@ def cmd_draft(args: argparse.Namespace) -> int:
         context_cache=args.context_cache or None,
         int8=args.int8 or None,
     )
-    draft = drafter.start(args.instruction, args.section, settings, seed=args.seed)
+    follow = [full_doc_id(workspace.library, d) for d in args.follow or []]
+    draft = drafter.start(args.instruction, args.section, settings, seed=args.seed, follow=follow)
     print(f"draft {draft.draft_id}", file=sys.stderr, flush=True)
     with workspace.running(draft.draft_id):  # block operations refuse it meanwhile
         run_to_stderr(drafter, draft, args.stop_after)
@@ -202,6 +203,14 @@ def cmd_unpin(args: argparse.Namespace) -> int:
 def cmd_edit(args: argparse.Namespace) -> int:
     text = args.text if args.text is not None else read_text(args.file)
     return changed_block(args, lambda ws, i: ws.edit(args.draft_id, i, text, lock=args.lock))
+
+
+def cmd_accept(args: argparse.Namespace) -> int:
+    return changed_block(args, lambda ws, i: ws.accept(args.draft_id, i))
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    return changed_block(args, lambda ws, i: ws.reject(args.draft_id, i))
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
@@ -474,6 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-retrieve evidence from the draft every N steps (0: never)",
     )
     draft.add_argument("--seed", type=int, default=0)
+    draft.add_argument(
+        "--follow",
+        action="append",
+        metavar="DOC_ID",
+        help="draft every section from this document only (repeatable; an id or its start)",
+    )
     recipe = draft.add_argument_group(
         "sampling", "each defaults to the model family's published recipe (see the README)"
     )
@@ -594,6 +609,8 @@ def add_block_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     given.add_argument("--text", help="the new text")
     given.add_argument("--file", metavar="FILE", help="read the new text from FILE ('-': stdin)")
     edit.add_argument("--lock", action="store_true", help="pin all of the new text")
+    block_command("accept", cmd_accept, "accept a block's tracked change (show --json: redline)")
+    block_command("reject", cmd_reject, "reject a block's tracked change: its text before it")
     strength(
         block_command(
             "rerun", cmd_rerun, "re-mask a block's unpinned text and redraft that block alone"

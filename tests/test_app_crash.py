@@ -37,7 +37,7 @@ from browser_support import STARTUP_S, AppServer, chromium, explained, running_a
 from conftest import CORPUS_DIR, REPO_ROOT, SAMPLE_DIR, SAMPLE_PDFS, cli_env
 from library_state import distinctive_queries
 from playwright.sync_api import Browser, Page, expect
-from test_browser_draft import VIEWPORT, block_text, new_page, open_from_drafts, set_slider
+from test_browser_draft import VIEWPORT, meta, new_page, open_from_drafts, section_text, set_slider
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -260,8 +260,8 @@ def fill_draft(page: Page) -> None:
     page.locator("button[role=tab][data-tab-id=draft]").click()
     toggle = page.locator("#settings > button").first
     toggle.click()
-    set_slider(page, "Steps per block", STEPS)
-    set_slider(page, "Tokens per block", TOKENS)
+    set_slider(page, "Steps per section", STEPS)
+    set_slider(page, "Tokens per section", TOKENS)
     set_slider(page, "Temperature", TEMPERATURE)
     seed = page.get_by_label("Seed", exact=True)
     seed.fill(str(SEED))
@@ -317,15 +317,13 @@ def test_kill_9_during_a_draft_then_resume_in_the_browser_equals_an_uninterrupte
             status = page.locator("#draft-status")
             expect(status).to_contain_text(f"Opened at step {at}")
             for index in range(len(HEADINGS)):
-                expect(page.locator(f"#block-{index}-header")).to_contain_text(f"step {at}/{STEPS}")
-            assert "▒" in block_text(page, 0)  # still masked where the kill stopped it
+                expect(meta(page, index)).to_contain_text(f"step {at}/{STEPS}")
+            assert "▒" in section_text(page, 0)  # still masked where the kill stopped it
             page.locator("#resume").click()
             expect(status).to_contain_text("Done.", timeout=WAIT_MS)
             for index in range(len(HEADINGS)):
-                expect(page.locator(f"#block-{index}-header")).to_contain_text(
-                    f"step {STEPS}/{STEPS} · done"
-                )
-            resumed = [block_text(page, index) for index in range(len(HEADINGS))]
+                expect(meta(page, index)).to_contain_text(f"step {STEPS}/{STEPS} · done")
+            resumed = [section_text(page, index) for index in range(len(HEADINGS))]
             assert page.errors == []  # type: ignore[attr-defined]
 
     # The same draft, uninterrupted, by the CLI on the same library and the same model folder.

@@ -129,3 +129,33 @@ def test_refusals_exit_2_with_one_line(library, draft):
         running = refused("edit", draft_id, "--block", "2", "--text", "by hand", library=library)
     assert "the draft is running: pause it" in running
     assert stored_blocks(library, draft_id) == before
+
+
+def test_an_edit_is_a_tracked_change_until_accepted_or_rejected(library, draft):
+    draft_id = draft["draft_id"]
+    before = shown("accept", draft_id, "--block", "2", library=library)["blocks"][1]["text"]
+    edited = shown(
+        "edit", draft_id, "--block", "2", "--text", "either party may end it", library=library
+    )
+    assert edited["blocks"][1]["redline"] == before
+    rejected = shown("reject", draft_id, "--block", "2", library=library)
+    assert rejected["blocks"][1]["text"] == before and rejected["blocks"][1]["redline"] is None
+    shown("edit", draft_id, "--block", "2", "--text", "either party may end it", library=library)
+    accepted = shown("accept", draft_id, "--block", "2", library=library)
+    assert accepted["blocks"][1]["redline"] is None
+    assert accepted["blocks"][1]["text"] == "either party may end it"
+    assert "no change to reject" in refused("reject", draft_id, "--block", "2", library=library)
+
+
+def test_a_draft_can_follow_one_document(library, tiny_model):
+    docs = json.loads(palimpsest("docs", "--json", library=library).stdout)
+    nda = next(d["doc_id"] for d in docs if d["filename"] == "nda.pdf")
+    followed = shown(
+        *["draft", "Draft the confidentiality clause.", "--section", "Confidentiality"],
+        *["--model", str(tiny_model), "--steps", "2", "--block-tokens", "8", "--passages", "2"],
+        *["--follow", nda[:12]],
+        library=library,
+    )
+    (block,) = followed["blocks"]
+    assert block["targets"] == [nda]
+    assert {source["filename"] for r in block["read"] for source in r["sources"]} == {"nda.pdf"}

@@ -144,6 +144,7 @@ def alice_draft(app_server: AppServer) -> tuple[Client, str]:
             2,  # refresh every
             True,
             True,
+            [],  # follow: the whole library
             api_name="/start_draft",
         )
         assert job.result(timeout=300)[0].startswith("Done."), job.result()[0]

@@ -22,7 +22,7 @@ from engine.sampler import Canvas
 # What a character of a section's text is, as bits (a pinned character may also be inserted).
 MASKED, PINNED, INSERTED, UNSUPPORTED, FRESH = 1, 2, 4, 8, 16
 CLASSES = ((MASKED, "mask"), (PINNED, "pin"), (INSERTED, "ins"), (UNSUPPORTED, "unsup"))
-_TOKENS = re.compile(r"\s+|\w+|[^\w\s]")
+_WORD = re.compile(r"\S+")
 
 
 @dataclass(frozen=True)
@@ -57,21 +57,21 @@ def fresh_citations(block: Block, text: str):
 
 
 def changed_ranges(before: str, after: str) -> tuple[list[tuple[int, int]], list[Insert]]:
-    """A word-level diff: the ranges of `after` that are new, and `before`'s deleted text as
-    inserts at their place in `after`."""
-    old = [m.group() for m in _TOKENS.finditer(before)]
-    new_matches = list(_TOKENS.finditer(after))
-    new = [m.group() for m in new_matches]
-    starts = [m.start() for m in new_matches] + [len(after)]
+    """A word-level diff: the ranges of `after` that are new, and `before`'s deleted words as
+    inserts at their place in `after` (whitespace is not compared, only words)."""
+    old = _WORD.findall(before)
+    new = list(_WORD.finditer(after))
     inserted, deleted = [], []
-    for op, a0, a1, b0, b1 in SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
-        if op in ("replace", "delete") and "".join(old[a0:a1]).strip():
-            text = html.escape("".join(old[a0:a1]))
-            deleted.append(
-                Insert(starts[b0], f'<del data-skip contenteditable="false">{text}</del>')
-            )
-        if op in ("replace", "insert") and "".join(new[b0:b1]).strip():
-            inserted.append((starts[b0], starts[b1]))
+    for op, a0, a1, b0, b1 in SequenceMatcher(
+        None, old, [m.group() for m in new], autojunk=False
+    ).get_opcodes():
+        at = new[b0].start() if b0 < len(new) else len(after)
+        if op in ("replace", "delete"):
+            words = " ".join(old[a0:a1])
+            text = html.escape(f"{words} " if b0 < len(new) else f" {words}")
+            deleted.append(Insert(at, f'<del data-skip contenteditable="false">{text}</del>'))
+        if op in ("replace", "insert"):
+            inserted.append((at, new[b1 - 1].end()))
     return inserted, deleted
 
 
@@ -128,7 +128,26 @@ def token_flags(text: str, spans: list, canvas: Canvas, fresh_step: int | None =
             bit |= FRESH
         if bit:
             _mark(flags, span[0], span[1], bit)
+    _bridge_spaces(text, flags, PINNED | MASKED)
     return flags
+
+
+def _bridge_spaces(text: str, flags: list[int], bits: int) -> None:
+    """Spaces between two tokens that share a flag take it, so a pinned passage reads as one
+    highlight (the tokenizer's spans leave the spaces between words to no token)."""
+    i = 0
+    while i < len(text):
+        if flags[i] or not text[i].isspace():
+            i += 1
+            continue
+        end = i
+        while end < len(text) and not flags[end] and text[end].isspace():
+            end += 1
+        if i > 0 and end < len(text):
+            shared = flags[i - 1] & flags[end] & bits
+            if shared:
+                _mark(flags, i, end, shared)
+        i = end
 
 
 def section_body(tokenizer, block: Block, first_note: int) -> tuple[str, int]:
@@ -177,8 +196,7 @@ def document_html(tokenizer, draft: Draft | None, running: bool = False) -> str:
         state, _ = section_state(block)
         heading = html.escape(block.heading)
         outline.append(
-            f'<li class="{state}"><a href="#sec-{index}" data-goto="{index}">'
-            f"{heading}</a></li>"
+            f'<li class="{state}"><a href="#sec-{index}" data-goto="{index}">{heading}</a></li>'
         )
         body, note = section_body(tokenizer, block, note)
         editable = "true" if block.done and not running else "false"

@@ -26,7 +26,7 @@ from engine.templates import template as find_template
 from engine.workspace import Workspace
 from ui.document_view import document_html, progress_html
 from ui.document_view import timeline_html as draw_timeline
-from ui.draft_screen import DEMO_LABEL, NO_TEMPLATE, THRESHOLD
+from ui.draft_screen import DEMO_LABEL, EMPTY_PAGE, NO_TEMPLATE, THRESHOLD
 from ui.events import Changes
 from ui.library_tab import document_choices
 from ui.section_panel import panel_html
@@ -72,7 +72,7 @@ def page_view(workspace: Workspace, doc_id: str, page_index: int, quote: str) ->
     record = workspace.library.document(doc_id)
     page = workspace.library.page(doc_id, page_index)
     if record is None or page is None:
-        return {"page": "", "page_caption": "That document is no longer in the library."}
+        return {"page": EMPTY_PAGE, "page_caption": "That document is no longer in the library."}
     image, found = render_page(workspace.library.pdf_path(doc_id), page_index, quote, ocr=page.ocr)
     note = "" if found or not quote else " (the quoted passage could not be located on the image)"
     if page.low_confidence:
@@ -107,7 +107,8 @@ def _stream(
         for event in drafter.run(
             draft, only=only, stop_after=stop_after, should_stop=pause_requested.is_set
         ):
-            yield draft_view(draft, drafter, focus, f"Drafting… step {event.step}", running=True)
+            status = f"Drafting… step {event.step} (Pause stops after the step in flight)"
+            yield draft_view(draft, drafter, focus, status, running=True)
         paused = pause_requested.is_set() and not draft.done
     message = "Done." if draft.done else ("Paused." if paused else f"Stopped at step {draft.step}.")
     if draft.settings.model == DEMO_MODEL:
@@ -172,8 +173,10 @@ def resume(session: Session, draft_id: str | None, focus: int | None) -> Iterato
 
 
 def pause(session: Session, draft_id: str | None) -> Changes:
+    """Ask the run to stop after the step in flight; the run itself then says "Paused." (a
+    status written here could arrive after that, and overwrite it)."""
     if draft_id and session.runs.pause(draft_id):
-        return {"status": "Pausing after the step in flight…"}
+        return {}
     return {"status": "Nothing is running."}
 
 
@@ -396,7 +399,7 @@ def show(session: Session, draft_id: str) -> Changes:
         **draft_view(draft, drafter, None, state),
         "instruction": draft.instruction,
         "sections": "\n".join(block.heading for block in draft.blocks),
-        "page": "",
+        "page": EMPTY_PAGE,
         "page_caption": NO_PAGE,
         "page_at": None,
         "timeline_view": "",

@@ -26,6 +26,14 @@ ASSETS = Path(__file__).parent / "assets"
 DEMO_LABEL = "Demo model: tiny, random weights, produces meaningless text"
 SCHEDULE, THRESHOLD = "Linear schedule", "Confidence threshold"
 NO_TEMPLATE = "(my own sections)"
+EMPTY_PAGE = '<div class="page-view"></div>'  # never empty: an empty HTML runs no script
+# A page opened from a citation scrolls into view (the panel above it can push it below).
+SHOW_PAGE = """new MutationObserver(() => {
+    const image = element.querySelector('img');
+    const column = element.closest('#evidence-column');
+    if (image && column && image.getBoundingClientRect().top > window.innerHeight / 2)
+        column.scrollIntoView({block: 'start'});  // sticky from there on, the page in view
+}).observe(element, {childList: true, subtree: true});"""
 
 
 def asset(name: str) -> str:
@@ -34,6 +42,7 @@ def asset(name: str) -> str:
 
 @dataclass
 class DraftScreen:
+    status: gr.Markdown  # first: a script calling the app's API reads it as the first output
     # what the session remembers
     draft_id: gr.State
     focus: gr.State  # the section the panel shows (index), or None
@@ -61,7 +70,6 @@ class DraftScreen:
     pause: gr.Button
     step: gr.Button
     resume: gr.Button
-    status: gr.Markdown
     progress: gr.HTML
     # the document and the section in focus
     document: gr.HTML
@@ -192,11 +200,6 @@ def lay_out(default_model: str) -> DraftScreen:
                 timeline = gr.Slider(0, 1, value=0, step=1, label="Step", elem_id="timeline")
                 timeline_view = gr.HTML(elem_id="timeline-view")
         with gr.Column(scale=2, elem_id="evidence-column"):
-            panel = gr.HTML(
-                panel_html(None, None, None),
-                js_on_load=asset("panel.js"),
-                elem_id="section-panel",
-            )
             with gr.Row(elem_id="section-tools"):
                 targets = gr.Dropdown(
                     label="Retarget: the documents this section follows",
@@ -217,13 +220,18 @@ def lay_out(default_model: str) -> DraftScreen:
             with gr.Row():
                 retarget = gr.Button("Retarget section", size="sm", elem_id="retarget")
                 rerun = gr.Button("Re-run section", size="sm", elem_id="rerun")
+            panel = gr.HTML(
+                panel_html(None, None, None),
+                js_on_load=asset("panel.js"),
+                elem_id="section-panel",
+            )
             page_caption = gr.Markdown(
                 "Click a citation marker or a source to see its page.", elem_id="page-caption"
             )
-            page = gr.HTML(elem_id="page-image")
             with gr.Row():
                 previous_page = gr.Button("◀ Previous page", size="sm", elem_id="previous-page")
                 next_page = gr.Button("Next page ▶", size="sm", elem_id="next-page")
+            page = gr.HTML(EMPTY_PAGE, elem_id="page-image", js_on_load=SHOW_PAGE)
     return DraftScreen(
         draft_id=gr.State(None),
         focus=gr.State(None),

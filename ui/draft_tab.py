@@ -18,6 +18,9 @@ from ui.sessions import Session, Sessions
 
 RUNS = {"concurrency_id": "drafting", "concurrency_limit": 4}
 HIDDEN = {"api_visibility": "undocumented"}  # callable, but only the page needs it
+# Every event the document sends counts (a focus, then an edit saved right after it), where
+# Gradio's default drops an event while the previous one of its kind is still running.
+EACH = {"trigger_mode": "multiple"}
 
 
 @dataclass
@@ -89,9 +92,17 @@ def wire(app: gr.Blocks, tab: gr.Tab, screen: DraftScreen, sessions: Sessions) -
     )
 
     # the document, the section panel and the page
-    on(s.document.select, handlers.document_event, draft, event=gr.SelectData, **HIDDEN)
+    on(s.document.select, handlers.document_event, draft, event=gr.SelectData, **EACH, **HIDDEN)
     page = ("page", "page_caption", "page_at")
-    on(s.panel.select, handlers.open_source, draft, event=gr.SelectData, outputs=page, **HIDDEN)
+    on(
+        s.panel.select,
+        handlers.open_source,
+        draft,
+        event=gr.SelectData,
+        outputs=page,
+        **EACH,
+        **HIDDEN,
+    )
     turn = {"page_at": s.page_at}
     on(s.previous_page.click, handlers.previous_page, turn, outputs=page, api_name="previous_page")
     on(s.next_page.click, handlers.next_page, turn, outputs=page, api_name="next_page")
