@@ -51,7 +51,9 @@ def find_quote(
     (`between`: OCR text may also have nothing there, where the recognizer dropped a space).
 
     Long quotes are matched by their first and last `max_words // 2` words separately, so one
-    garbled word in the middle does not lose the whole highlight.
+    garbled word in the middle does not lose the whole highlight; when both are found, in order
+    and no further apart than the quote is long, the whole quote between them is one range (a
+    table, a long passage).
     """
     words = [w.lower() for w in _WORD.findall(unicodedata.normalize("NFKC", quote))]
     if not words:
@@ -60,12 +62,13 @@ def find_quote(
     pieces = (
         [words] if len(words) <= max_words else [words[: max_words // 2], words[-max_words // 2 :]]
     )
-    ranges = []
-    for piece in pieces:
-        match = re.search(between.join(map(re.escape, piece)), text)
-        if match:
-            ranges.append((origin[match.start()], origin[match.end() - 1] + 1))
-    return ranges
+    patterns = [re.compile(between.join(map(re.escape, piece))) for piece in pieces]
+    matches = [pattern.search(text) for pattern in patterns]
+    if len(matches) == 2 and matches[0]:
+        last = patterns[1].search(text, matches[0].end())
+        if last and last.start() - matches[0].end() <= len(quote):
+            return [(origin[matches[0].start()], origin[last.end() - 1] + 1)]
+    return [(origin[m.start()], origin[m.end() - 1] + 1) for m in matches if m]
 
 
 def text_layer_quads(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage, quote: str) -> list[Quad]:

@@ -179,8 +179,15 @@ def test_a_search_on_one_cell_finds_the_whole_table_and_it_is_highlighted(librar
     assert all(cell in hits[0].text for row in CELLS for cell in row)
     page = library.page(hits[0].doc_id, hits[0].page_index)
     assert page.text[hits[0].char_start : hits[0].char_end] == hits[0].text
-    image, found = page_images.render_page(library.pdf_path(hits[0].doc_id), 0, hits[0].text)
-    assert found
+    document = pdfium.PdfDocument(str(library.pdf_path(hits[0].doc_id)))
+    try:
+        page = document[0]
+        quads = page_images.text_layer_quads(page, page.get_textpage(), hits[0].text)
+    finally:
+        document.close()
+    middles = sorted((quad[0][1] + quad[2][1]) / 2 for quad in quads)
+    rows = 1 + sum(1 for a, b in zip(middles, middles[1:], strict=False) if b - a > 8)
+    assert rows == len(CELLS)  # every row of the table is marked
 
 
 def test_a_sentence_across_a_column_line_break_is_highlighted(tmp_path):
@@ -192,6 +199,13 @@ def test_a_sentence_across_a_column_line_break_is_highlighted(tmp_path):
     finally:
         document.close()
     assert quads and min(quad[0][0] for quad in quads) >= RIGHT_X - 1
+
+
+def test_a_long_quote_is_highlighted_whole_not_only_its_ends():
+    quote = " ".join(f"word{i}" for i in range(60))
+    raw = f"Before it. {quote.replace(' ', chr(10), 7)} After it."
+    ranges = page_images.find_quote(raw, "| " + quote.replace("word30", "w0rd30") + " |")
+    assert ranges == [(raw.index("word0"), raw.index("word59") + len("word59"))]
 
 
 @requires_corpus
