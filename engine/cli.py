@@ -158,10 +158,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from engine.styled_export import export_styled
-
     workspace = open_workspace(args)
-    path = export_styled(workspace, args.draft_id, args.format, args.output, args.style)
+    path = workspace.export(args.draft_id, args.format, args.output, args.style)
     print(f"wrote {path}")
     return EXIT_OK
 

@@ -15,6 +15,11 @@ surrogates) are removed, so odd text extracted from a PDF cannot break a file; p
 separated by blank lines, and any other run of whitespace, single newlines included, collapses to
 one space, which is also how Markdown renders it.
 
+A section with a pending change (`ExportSection.previous`, the text before it) goes into a DOCX
+as Word tracked changes, deleted words as deletions and new ones as insertions
+(engine/tracked_changes.py), for the reader to accept or reject in Word; Markdown has no such
+markup and carries the current text.
+
 python-docx has no footnote API, so `write_docx` builds the footnotes part (``word/footnotes.xml``)
 itself and places real Word footnote references in the body.
 """
@@ -38,6 +43,8 @@ from docx.oxml import OxmlElement, parse_xml
 from docx.oxml.ns import nsdecls, qn
 from docx.text.paragraph import Paragraph
 from lxml import etree
+
+from engine.tracked_changes import ChangedText, Revisions, word_change
 
 UNSUPPORTED_MARK = "[unsupported]"
 QUOTE_LIMIT = 300  # characters of quoted evidence printed in a footnote
@@ -94,6 +101,7 @@ class ExportSection:
     text: str  # plain text; paragraphs separated by blank lines
     citations: list[Citation] = field(default_factory=list)
     sentences: list[CitedSentence] | None = None  # set: notes per sentence, not per section
+    previous: str | None = None  # the text before a pending change: DOCX shows it as revisions
 
 
 @dataclass(frozen=True)
@@ -389,28 +397,60 @@ def _add_notes(paragraph: Paragraph, footnotes: XmlElement, notes: Notes, first_
     return first_id + len(notes.citations)
 
 
+def _add_text(
+    paragraph: Paragraph, text: str, changed: ChangedText | None, revisions: Revisions
+) -> None:
+    """A run of the section's text; with a pending change, its new words as insertions and the
+    words deleted before them as deletions."""
+    if changed is None:
+        paragraph.add_run(text)
+        return
+    for kind, piece in changed.pieces(text):
+        if kind == "same":
+            paragraph.add_run(piece)
+        else:  # python-docx has no API for revisions; `_p` is the paragraph's w:p element
+            mark = revisions.inserted if kind == "new" else revisions.deleted
+            paragraph._p.append(mark(piece))
+
+
 def _add_sentences(
-    document: Document, footnotes: XmlElement, section: ExportSection, first_id: int
+    document: Document,
+    footnotes: XmlElement,
+    section: ExportSection,
+    first_id: int,
+    revisions: Revisions,
 ) -> int:
-    """Add a sentence-cited section's paragraphs with each sentence's notes after it."""
+    """Add a sentence-cited section's paragraphs with each sentence's notes after it, and its
+    pending change (if any) as tracked revisions."""
     next_id = first_id
+    changed = None
+    if section.previous is not None:
+        changed = ChangedText(word_change(_clean(section.previous), _clean(section.text)))
+    paragraph = None
     for runs in _annotated_paragraphs(section.text, section.sentences or []):
         paragraph = document.add_paragraph()
         for run in runs:
             if isinstance(run, str):
-                paragraph.add_run(run)
+                _add_text(paragraph, run, changed, revisions)
             else:
                 next_id = _add_notes(paragraph, footnotes, run, next_id)
+    if changed is not None and changed.rest():
+        paragraph = paragraph or document.add_paragraph()
+        paragraph._p.append(revisions.deleted(changed.rest()))
     return next_id
 
 
 def _add_section(
-    document: Document, footnotes: XmlElement, section: ExportSection, first_id: int
+    document: Document,
+    footnotes: XmlElement,
+    section: ExportSection,
+    first_id: int,
+    revisions: Revisions,
 ) -> int:
     """Add the section's heading, paragraphs and footnotes; return the next free footnote id."""
     document.add_heading(_one_line(section.heading), level=1)
     if section.sentences is not None:
-        return _add_sentences(document, footnotes, section, first_id)
+        return _add_sentences(document, footnotes, section, first_id, revisions)
     paragraphs = [document.add_paragraph(text) for text in _paragraphs(section.text)]
     citations = _unique(section.citations)
     if not citations:
@@ -446,8 +486,9 @@ def write_docx(
     if instruction_line:
         document.add_paragraph().add_run(instruction_line).italic = True
     next_id = _next_footnote_id(footnotes)
+    revisions = Revisions()
     for section in sections:
-        next_id = _add_section(document, footnotes, section, next_id)
+        next_id = _add_section(document, footnotes, section, next_id, revisions)
     if bibliography:
         document.add_heading(BIBLIOGRAPHY_HEADING, level=1)
         for entry in bibliography:

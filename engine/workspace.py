@@ -29,6 +29,7 @@ from engine.embeddings import Embedder
 from engine.export import Citation, CitedSentence, ExportSection, export_draft
 from engine.library import Library
 from engine.models import Denoisers
+from engine.styled_export import style_citations
 
 
 class Workspace:
@@ -195,19 +196,29 @@ class Workspace:
             "blocks": blocks,
         }
 
-    def export(self, draft_id: str, fmt: str, path: str | Path) -> Path:
+    def export(self, draft_id: str, fmt: str, path: str | Path, style: str | None = None) -> Path:
         """Write the draft with a footnote per citation of each supported sentence, and the
-        unsupported sentences marked."""
+        unsupported sentences marked; citations in `style` with a bibliography (None: file
+        name and page label). A section's pending tracked change goes into a DOCX as Word
+        revisions."""
         if fmt not in ("md", "docx"):
             raise DraftError(f"unknown export format {fmt!r}: choose md or docx")
         draft, drafter = self.open(draft_id)
+        texts = [drafter.text(draft, index) for index in range(len(draft.blocks))]
+        cited = [self.citations(drafter, draft, index) for index in range(len(draft.blocks))]
+        styled, bibliography = style_citations(self.library, style, cited) if style else ([], None)
         sections = []
-        for index, block in enumerate(draft.blocks):
-            text = drafter.text(draft, index)
-            sentences = self.citations(drafter, draft, index)
-            cited = [CitedSentence(s.start, s.end, _evidence_quotes(s)) for s in sentences]
-            sections.append(ExportSection(block.heading, text, sentences=cited))
-        return export_draft(path, fmt, draft.title, sections, draft.instruction)
+        for index, (block, text, sentences) in enumerate(
+            zip(draft.blocks, texts, cited, strict=True)
+        ):
+            cites = styled[index] if style else [[""] * len(s.citations) for s in sentences]
+            notes = [
+                CitedSentence(s.start, s.end, _evidence_quotes(s, sentence_cites))
+                for s, sentence_cites in zip(sentences, cites, strict=True)
+            ]
+            base = block.redline if block.done else None
+            sections.append(ExportSection(block.heading, text, sentences=notes, previous=base))
+        return export_draft(path, fmt, draft.title, sections, draft.instruction, bibliography)
 
 
 def mark_changed(block: Block, before: str, after: str) -> None:
@@ -217,6 +228,10 @@ def mark_changed(block: Block, before: str, after: str) -> None:
         block.redline = before
 
 
-def _evidence_quotes(sentence: SentenceSupport) -> list[Citation]:
-    """The sentence's citations as footnotes, each quoting the passage's matching sentence."""
-    return [Citation(c.hit.filename, c.hit.page_label, c.quote()) for c in sentence.citations]
+def _evidence_quotes(sentence: SentenceSupport, cites: list[str]) -> list[Citation]:
+    """The sentence's citations as footnotes, each quoting the passage's matching sentence
+    (`cites`: each as a citation style prints it, or empty)."""
+    return [
+        Citation(c.hit.filename, c.hit.page_label, c.quote(), cite)
+        for c, cite in zip(sentence.citations, cites, strict=True)
+    ]

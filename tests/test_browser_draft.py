@@ -519,7 +519,9 @@ def test_export_docx_with_footnotes(page: Page, app_server: AppServer, tmp_path:
     with zipfile.ZipFile(path) as package:
         assert "word/footnotes.xml" in package.namelist()
         footnotes = package.read("word/footnotes.xml").decode("utf-8")
+        body = package.read("word/document.xml").decode("utf-8")
     assert "services-agreement.pdf" in footnotes, footnotes[:2000]
+    assert "<w:ins " in body and "<w:del " in body  # the edit, not yet accepted, as revisions
 
 
 def test_two_sessions_draft_at_once_without_crosstalk(

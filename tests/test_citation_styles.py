@@ -17,7 +17,6 @@ from engine.draft import edit_text
 from engine.errors import PalimpsestError
 from engine.metadata import DocumentMetadata
 from engine.pin_cites import clause_at, section_at
-from engine.styled_export import export_styled
 
 PAPER = Source(
     "p",
@@ -132,7 +131,7 @@ def test_a_draft_exported_to_docx_shows_the_style_and_a_bibliography(
     workspace.drafts.save(draft)
 
     notes, paragraphs = _read(
-        export_styled(workspace, draft.draft_id, "docx", tmp_path / "l.docx", "legal")
+        workspace.export(draft.draft_id, "docx", tmp_path / "l.docx", "legal")
     )
     assert notes[0].startswith(
         "Master Services Agreement, cl. 3.2, p. 2: “3.2 The Customer shall pay each valid invoice"
@@ -144,24 +143,22 @@ def test_a_draft_exported_to_docx_shows_the_style_and_a_bibliography(
     )
 
     notes, paragraphs = _read(
-        export_styled(workspace, draft.draft_id, "docx", tmp_path / "n.docx", "numeric")
+        workspace.export(draft.draft_id, "docx", tmp_path / "n.docx", "numeric")
     )
     assert notes[0].startswith("[1, p. 2]: “3.2 The Customer")
     assert paragraphs[paragraphs.index("References") + 1].startswith(
         "[1] Northwind Analytics Ltd and Harbor Freight Logistics Plc. Master Services Agreement."
     )
 
-    notes, _ = _read(
-        export_styled(workspace, draft.draft_id, "docx", tmp_path / "a.docx", "author-date")
-    )
+    notes, _ = _read(workspace.export(draft.draft_id, "docx", tmp_path / "a.docx", "author-date"))
     assert notes[0].startswith("(Northwind Analytics Ltd and Harbor Freight Logistics Plc, 2024,")
 
-    markdown = export_styled(workspace, draft.draft_id, "md", tmp_path / "d.md", "legal")
+    markdown = workspace.export(draft.draft_id, "md", tmp_path / "d.md", "legal")
     assert "## References" in markdown.read_text(encoding="utf-8")
-    plain = export_styled(workspace, draft.draft_id, "md", tmp_path / "p.md")  # today's export
+    plain = workspace.export(draft.draft_id, "md", tmp_path / "p.md")  # today's export
     assert "References" not in plain.read_text(encoding="utf-8")
     with pytest.raises(PalimpsestError, match="unknown citation style"):
-        export_styled(workspace, draft.draft_id, "md", tmp_path / "x.md", "mla")
+        workspace.export(draft.draft_id, "md", tmp_path / "x.md", "mla")
 
 
 def _read(path: Path) -> tuple[list[str], list[str]]:

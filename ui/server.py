@@ -22,7 +22,6 @@ from starlette.background import BackgroundTask
 from starlette.routing import Mount
 
 from engine.errors import PalimpsestError
-from engine.styled_export import export_styled
 from engine.users import Users
 from engine.workspaces import Workspaces
 from ui.app import CSS, build_app
@@ -82,7 +81,7 @@ def build_server(workspaces: Workspaces, users: Users | None) -> FastAPI:
         try:
             title = workspace.drafts.load(draft_id).title
             name = f"{file_stem(title) or draft_id}.{fmt}"
-            path = export_styled(workspace, draft_id, fmt, folder / name, style)
+            path = workspace.export(draft_id, fmt, folder / name, style)
         except PalimpsestError as error:
             shutil.rmtree(folder, ignore_errors=True)
             return PlainTextResponse(str(error), status_code=404)
