@@ -3,13 +3,15 @@
 A table's rules are line segments of path objects: a grid's strokes, the edges of its cell
 rectangles, or thin filled rectangles (LaTeX's booktabs rules). Segments are read with PDFium and
 placed on the page through their object's matrix, in points from the top left. Only top-level
-path objects are read, and a page with more than `MAX_PATH_OBJECTS` of them (a vector chart, a
-hostile file) is taken to have none: tables are found by their text's alignment instead.
+path objects are read, and a page with more than `MAX_PATH_OBJECTS` of them, `MAX_SEGMENTS`
+segments or `MAX_RULES` rules (a vector chart, a hostile file) is taken to have none: tables
+are found by their text's alignment instead.
 """
 
 from __future__ import annotations
 
 import ctypes
+import itertools
 from dataclasses import dataclass
 
 import pypdfium2 as pdfium
@@ -19,6 +21,7 @@ MIN_RULE_LENGTH = 12.0  # points: shorter strokes are glyph parts, ticks or bull
 STRAIGHT = 1.0  # points a rule's ends may differ across its length
 MAX_PATH_OBJECTS = 2000
 MAX_SEGMENTS = 20000
+MAX_RULES = 500  # a side: more is a drawing or lined paper, and tables are sought band by band
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ NO_RULES = Rules((), ())
 def page_rules(page: pdfium.PdfPage) -> Rules:
     """The page's horizontal and vertical rules, top-down coordinates."""
     height = page.get_size()[1]
-    paths = list(page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_PATH], max_depth=0))
+    found = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_PATH], max_depth=0)
+    paths = list(itertools.islice(found, MAX_PATH_OBJECTS + 1))
     if len(paths) > MAX_PATH_OBJECTS:
         return NO_RULES
     horizontal, vertical, budget = [], [], MAX_SEGMENTS
@@ -57,7 +61,10 @@ def page_rules(page: pdfium.PdfPage) -> Rules:
                 horizontal.append(Rule((y0 + y1) / 2, min(x0, x1), max(x0, x1)))
             elif abs(x1 - x0) <= STRAIGHT and abs(y1 - y0) >= MIN_RULE_LENGTH:
                 vertical.append(Rule((x0 + x1) / 2, min(y0, y1), max(y0, y1)))
-    return Rules(_merged(horizontal), _merged(vertical))
+    rules = Rules(_merged(horizontal), _merged(vertical))
+    if max(len(rules.horizontal), len(rules.vertical)) > MAX_RULES:
+        return NO_RULES
+    return rules
 
 
 def _lines(path, count: int) -> list[tuple[tuple[float, float], tuple[float, float]]]:
