@@ -107,3 +107,18 @@ def test_normalisation_joins_pdfium_soft_hyphens_and_unfolds_ligatures():
         normalise_text("pa\ufffepers are ﬁne\r\nnext\x0cline  end ")
         == "papers are fine\nnext line end"
     )
+
+
+def test_a_table_is_a_chunk_of_its_own_and_a_long_one_is_cut_between_rows(offsets):
+    prose = "The schedule below lists every unit. " * 3
+    short = "| Unit | Rent |\n| --- | --- |\n| A1 | 41,250 |\n| B7 | 18,900 |"
+    rows = "\n".join(f"| Unit {i} | Tenant {i} of the estate | {1000 + i} |" for i in range(60))
+    long = "| Unit | Tenant | Rent |\n| --- | --- | --- |\n" + rows
+    text = f"{prose}\n{short}\n{prose}\n{long}\nThat is all."
+    chunks = [text[start:end] for start, end in split_page(text, offsets)]
+    assert short in chunks
+    parts = [chunk for chunk in chunks if chunk.startswith("| Unit")]
+    assert len(parts) > 2 and "\n".join(parts[1:]) == long
+    for part in parts:
+        assert len(offsets(part)) <= MAX_CHUNK_TOKENS
+    assert not any("|" in chunk for chunk in chunks if chunk not in parts)
