@@ -149,14 +149,21 @@ def page_layout(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> PageLayou
     chars = _char_texts(textpage)
     if not chars:
         return PageLayout((), ())
-    size = page.get_size()
-    rules = page_rules(page)
+    size = _content_size(page)
+    rules = page_rules(page, size[1])
     runs, rotated = _runs(textpage, chars, size, rules)
     if len(rotated) > len(runs):
         return PageLayout((_line(chars, ((0, len(chars)),)),), chars)
     lines = _ordered_lines(runs, chars, rules, size[1])
     lines += [_line(chars, ((run.start, run.end),)) for run in rotated]
     return PageLayout(tuple(lines), chars)
+
+
+def _content_size(page: pdfium.PdfPage) -> tuple[float, float]:
+    """The page's width and height in the space its text is drawn in: before its /Rotate, which
+    PDFium's page size includes and its character boxes do not."""
+    width, height = page.get_size()
+    return (height, width) if page.get_rotation() in (90, 270) else (width, height)
 
 
 def _char_texts(textpage: pdfium.PdfTextPage) -> tuple[str, ...]:

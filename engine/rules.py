@@ -42,9 +42,9 @@ class Rules:
 NO_RULES = Rules((), ())
 
 
-def page_rules(page: pdfium.PdfPage) -> Rules:
-    """The page's horizontal and vertical rules, top-down coordinates."""
-    height = page.get_size()[1]
+def page_rules(page: pdfium.PdfPage, height: float) -> Rules:
+    """The page's horizontal and vertical rules, top-down from `height` (that of the space its
+    content is drawn in)."""
     found = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_PATH], max_depth=0)
     paths = list(itertools.islice(found, MAX_PATH_OBJECTS + 1))
     if len(paths) > MAX_PATH_OBJECTS:
