@@ -19,6 +19,9 @@ import platformdirs
 DEFAULT_MAX_FILE_MB = 200
 DEFAULT_MAX_PAGES = 5000
 DEFAULT_MODEL = "dllm-hub/ModernBERT-large-chat-v0.1"
+# Weight of the BM25 ranking against the dense one (1.0) in hybrid search's rank fusion;
+# measured on bench/evalset with bench/retrieval_eval.py (README, "Performance").
+DEFAULT_LEXICAL_WEIGHT = 1.5
 
 # Usage reports that libraries underneath send unless told not to: Gradio's analytics and version
 # check (api.gradio.app), Chroma's product telemetry, and the Hugging Face hub's telemetry, which
@@ -75,6 +78,11 @@ class Settings:
     )
     max_pages: int = field(
         default_factory=lambda: int(os.environ.get("PALIMPSEST_MAX_PAGES", DEFAULT_MAX_PAGES))
+    )
+    lexical_weight: float = field(
+        default_factory=lambda: float(
+            os.environ.get("PALIMPSEST_LEXICAL_WEIGHT", DEFAULT_LEXICAL_WEIGHT)
+        )
     )
 
     def __post_init__(self) -> None:

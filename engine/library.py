@@ -384,8 +384,11 @@ class Library:
             rankings.append(snapshot.lexical.top(query, candidates, allowed))
         if len(rankings) == 1:
             ranked = rankings[0]
-        else:
-            ranked = reciprocal_rank_fusion([[cid for cid, _ in r] for r in rankings])
+        else:  # hybrid: [dense, lexical]
+            ranked = reciprocal_rank_fusion(
+                [[cid for cid, _ in r] for r in rankings],
+                weights=[1.0, self.settings.lexical_weight],
+            )
         return ranked[:k]
 
     def _dense(
