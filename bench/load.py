@@ -32,6 +32,7 @@ the demo model a step costs little besides the app's own work, and every `refres
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import re
@@ -59,6 +60,9 @@ SEED_DOCUMENT = SAMPLE_DIR / "services-agreement.pdf"  # in the library before a
 STARTUP_S = 300  # torch, the embedding model and Gradio on a busy 2-core machine
 DRAFT_S = 600  # one draft under load, as a hang guard only
 TOPICS = ["Termination", "Confidentiality", "Liability", "Payment", "Data", "Notices"]
+SECTION = re.compile(  # a section's heading in the document view (ui/document_view.py)
+    r'<span class="doc-number">\d+</span> (.*?)<span class="doc-meta"[^>]*>(.*?)</span>'
+)
 STEP_STATUS = re.compile(r"Drafting… step (\d+)")
 UPLOAD_LINE = re.compile(r"^(added|duplicate|failed): (.+?): (.*)$")
 ADDED_COUNTS = re.compile(r"(\d+) pages, (\d+) chunks")
@@ -181,8 +185,8 @@ class Session:
             "instruction": instruction,
             "sections": "\n".join(headings),
             "model": spec.model,
-            "Steps per block": spec.steps,
-            "Tokens per block": spec.tokens,
+            "Steps per section": spec.steps,
+            "Tokens per section": spec.tokens,
             "Seed": spec.seed,
         }
         args = []
@@ -224,11 +228,12 @@ class Session:
         )
         return run
 
-    def _headers(self, named: dict) -> list[str]:
-        headers = []
-        while f"block-{len(headers)}-header" in named:
-            headers.append(str(named[f"block-{len(headers)}-header"] or ""))
-        return headers
+    def _headers(self, named: dict) -> list[tuple[str, str]]:
+        """(heading, its step line) of every section the document shows."""
+        return [
+            (html.unescape(heading), html.unescape(meta))
+            for heading, meta in SECTION.findall(str(named.get("document") or ""))
+        ]
 
     def upload_pdfs(self, paths: list[Path]) -> dict:
         """Upload `paths` in one request (as one drop of several files); what the log says."""
@@ -290,8 +295,8 @@ class DraftSpec:
 class DraftRun:
     spec: DraftSpec
     status: str = ""
-    headers: list[str] = field(default_factory=list)
-    state_headers: list[str] = field(default_factory=list)
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    state_headers: list[tuple[str, str]] = field(default_factory=list)
     step_s: list[float] = field(default_factory=list)
     steps_seen: list[int] = field(default_factory=list)
     first_step_s: float | None = None
@@ -305,14 +310,12 @@ class DraftRun:
         if self.steps_seen != list(range(1, spec.steps + 1)):
             found.append(f"streamed steps {self.steps_seen}, not 1..{spec.steps}")
         for shown, where in ((self.headers, "stream"), (self.state_headers, "session state")):
-            titles = [h.splitlines()[0] if h else "" for h in shown]
-            expected = [f"### {i + 1}. {h}" for i, h in enumerate(spec.headings)]
-            expected += [""] * (len(titles) - len(expected))
-            if titles != expected:
+            titles = [heading for heading, _ in shown]
+            if titles != spec.headings:
                 found.append(f"{where} shows blocks {titles}, not {spec.headings}")
             done = f"step {spec.steps}/{spec.steps} · done"
-            if not all(done in h for h in shown[: spec.sections]):
-                found.append(f"{where}: not every block is done: {shown[: spec.sections]}")
+            if not all(done in meta for _, meta in shown):
+                found.append(f"{where}: not every block is done: {shown}")
         return [f"{spec.tag}: {p}" for p in found]
 
 
