@@ -19,6 +19,7 @@ import os
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -293,6 +294,24 @@ class Catalog:
             return None
         ocr = PageOcr.from_json(json.loads(row[3])) if row[3] else None
         return Page(*row[:3], ocr=ocr)
+
+    def ocr_confidences(self, doc_ids: Iterable[str]) -> dict[tuple[str, int], tuple[float, str]]:
+        """(doc_id, page_index) -> (confidence, engine) for the recognised pages of `doc_ids`,
+        read out of the stored OCR JSON without parsing its lines."""
+        doc_ids = list(doc_ids)
+        found = {}
+        with self.connect() as db:
+            for start in range(0, len(doc_ids), _MAX_SQL_VARIABLES):
+                batch = doc_ids[start : start + _MAX_SQL_VARIABLES]
+                rows = db.execute(
+                    "SELECT doc_id, page_index, json_extract(ocr, '$.confidence'),"
+                    " json_extract(ocr, '$.engine') FROM pages WHERE ocr IS NOT NULL"
+                    f" AND doc_id IN ({','.join('?' * len(batch))})",
+                    batch,
+                ).fetchall()
+                # pages stored before there was a second engine were read by RapidOCR
+                found.update(((d, i), (c, engine or "rapidocr")) for d, i, c, engine in rows)
+        return found
 
     def page_chunks(self, doc_id: str, page_index: int) -> list[Chunk]:
         """The chunks of one page in reading order: each one's neighbours are beside it."""

@@ -336,7 +336,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return EXIT_OK
     for rank, hit in enumerate(hits, start=1):
         snippet = " ".join(hit.text.split())[:160]
-        print(f"{rank}. {hit.filename} p.{hit.page_label} ({hit.score:.4f})  {snippet}")
+        print(f"{rank}. {hit.filename} {hit.page_note()} ({hit.score:.4f})  {snippet}")
     if not hits:
         print("no results")
     return EXIT_OK

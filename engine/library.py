@@ -31,6 +31,7 @@ from engine.fusion import reciprocal_rank_fusion
 from engine.lexical import LexicalIndex
 from engine.lexical_store import LexicalStore, ReadyIndex
 from engine.metadata import DocumentMetadata, MetadataError, edited
+from engine.ocr import is_low_confidence
 from engine.pdf_metadata import extract_metadata
 from engine.processes import process_alive
 from engine.vectors import VectorStore
@@ -53,9 +54,20 @@ class SearchHit:
     char_end: int
     score: float
     text: str
+    # Set when the page's text was recognised by OCR; drafts saved before lack both fields.
+    ocr_confidence: float | None = None
+    low_confidence: bool = False  # under its engine's bound: the passage may be misread
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def page_note(self) -> str:
+        """Where the passage is, as shown beside it: "p. 3", "p. 3 · OCR" for a recognised
+        page, "p. 3 · OCR, low confidence 0.82" for one that may be misread."""
+        note = f"p. {self.page_label}"
+        if self.low_confidence:
+            return f"{note} · OCR, low confidence {self.ocr_confidence:.2f}"
+        return f"{note} · OCR" if self.ocr_confidence is not None else note
 
 
 @dataclass(frozen=True)
@@ -357,9 +369,10 @@ class Library:
         stored = self.catalog.ready_chunks_by_id(
             list({chunk_id for best in ranked.values() for chunk_id, _ in best})
         )
+        recognised = self.catalog.ocr_confidences({chunk.doc_id for chunk, _ in stored.values()})
         results: list[list[SearchHit]] = [[] for _ in queries]
         for i, best in ranked.items():
-            results[i] = _hits(best, stored)
+            results[i] = _hits(best, stored, recognised)
         return results
 
     def _rank(
@@ -415,14 +428,19 @@ class Library:
         return replace(hit, char_start=start, char_end=end, text=page.text[start:end])
 
 
-def _hits(ranked: list[tuple[str, float]], stored: dict[str, tuple[Chunk, str]]) -> list[SearchHit]:
+def _hits(
+    ranked: list[tuple[str, float]],
+    stored: dict[str, tuple[Chunk, str]],
+    recognised: dict[tuple[str, int], tuple[float, str]],
+) -> list[SearchHit]:
     """The ranked chunks as hits, from their `stored` rows (those of a document deleted since
-    the search's snapshot was taken drop out)."""
+    the search's snapshot was taken drop out), marked with their page's OCR confidence."""
     hits = []
     for chunk_id, score in ranked:
         if chunk_id not in stored:
             continue
         chunk, filename = stored[chunk_id]
+        confidence, engine = recognised.get((chunk.doc_id, chunk.page_index), (None, ""))
         hits.append(
             SearchHit(
                 chunk_id=chunk.chunk_id,
@@ -434,6 +452,8 @@ def _hits(ranked: list[tuple[str, float]], stored: dict[str, tuple[Chunk, str]])
                 char_end=chunk.char_end,
                 score=round(score, 6),
                 text=chunk.text,
+                ocr_confidence=None if confidence is None else round(confidence, 4),
+                low_confidence=confidence is not None and is_low_confidence(confidence, engine),
             )
         )
     return hits

@@ -4,9 +4,10 @@ Engine: RapidOCR (`rapidocr-onnxruntime`), PaddleOCR's PP-OCRv4 detection and re
 converted to ONNX and shipped inside the wheel, so recognition works offline and installs with
 pip. Its angle classifier is not used: it turns some upright lines of a clean page upside down
 (a whole line read as "n n s n sd s"), and page orientation comes from the PDF's /Rotate.
-Tesseract (through ocrmypdf) is not offered as a second engine: it needs the `tesseract-ocr`
-and Ghostscript Debian packages, which are absent here, and ocrmypdf rewrites whole PDFs rather
-than returning lines with boxes per page, so it is not a trivial drop-in.
+Tesseract is an optional second engine (engine/ocr_tesseract.py), chosen with
+PALIMPSEST_OCR_ENGINE=tesseract (`OcrOptions.engine`) and used only where the `tesseract`
+program is installed; elsewhere RapidOCR reads the page and a warning says why. Either engine
+gives the same `PageOcr`, which records which one read it.
 
 When a page is recognised (`needs_ocr`): its text layer holds fewer usable characters (letters
 and digits) than its images suggest: images cover at least `MIN_IMAGE_COVERAGE` of the page and
@@ -27,14 +28,14 @@ ordered as text-layer pages are (engine/reading_order.py): column by column when
 clearly separates two columns, in bands between lines that cross it, and row by row within a
 column.
 
-Confidence: a page's is the mean of its lines' recognition scores (RapidOCR's mean character
-probability) weighted by their length, counting the lines dropped for scoring under
-`TEXT_SCORE`; a page under `LOW_CONFIDENCE` is flagged. Measured on six sample pages
-(bench/ocr.py): clean, skewed (1.5 degrees) and noisy 300 dpi scans score 0.988 with 0.4-1.1%
-of their characters wrong, 150 and 100 dpi scans 0.97 with 3.4% and 1.2% (mostly spaces the
-recognizer drops); a blurred, barely legible scan scores 0.885 (tests/test_ocr.py). The score
-misses some bad pages (a title page blurred by 3 pixels scores 0.97 with 13% wrong), so a page
-that passes is not proof.
+Confidence (RapidOCR's; Tesseract's is described in its module): a page's is the mean of its lines'
+recognition scores (RapidOCR's mean character probability) weighted by their length, counting the
+lines dropped for scoring under `TEXT_SCORE`; a page under `LOW_CONFIDENCE` is flagged. Measured on
+six sample pages (bench/ocr.py): clean, skewed (1.5 degrees) and noisy 300 dpi scans score 0.988
+with 0.4-1.1% of their characters wrong, 150 and 100 dpi scans 0.97 with 3.4% and 1.2% (mostly
+spaces the recognizer drops); a blurred, barely legible scan scores 0.885 (tests/test_ocr.py). The
+score misses some bad pages (a title page blurred by 3 pixels scores 0.97 with 13% wrong), so a
+page that passes is not proof.
 
 Bounds: one page is recognised at a time per process (a lock), with an explicit number of
 onnxruntime threads (`OcrOptions.threads`, all this process may use by default, at most 4), so
@@ -47,6 +48,7 @@ limit (`OcrOptions.page_seconds`) is checked after each step, so a page over it 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import statistics
@@ -69,7 +71,12 @@ OCR_DPI = 300
 POINTS_PER_INCH = 72
 MAX_RENDER_SIDE = 4000  # pixels: A4 and Letter stay at 300 dpi, larger pages get less
 TEXT_SCORE = 0.5  # lines scored under this are dropped (RapidOCR's default)
-LOW_CONFIDENCE = 0.95
+RAPIDOCR, TESSERACT = "rapidocr", "tesseract"
+ENGINES = (RAPIDOCR, TESSERACT)
+LOW_CONFIDENCE = 0.95  # RapidOCR's
+# Each engine's scores have their own scale (bench/ocr.py: clean 300 dpi pages score 0.99 with
+# RapidOCR, 0.95-0.96 with Tesseract); a page under its engine's bound is flagged.
+LOW_CONFIDENCE_BY_ENGINE = {RAPIDOCR: LOW_CONFIDENCE, TESSERACT: 0.93}
 MIN_IMAGE_COVERAGE = 0.3
 CHARS_PER_IMAGE_PAGE = 200
 REC_BATCH = 6  # lines recognised between two checks of the time limit (RapidOCR's batch)
@@ -101,12 +108,18 @@ def _default_page_seconds() -> float:
     return float(os.environ.get("PALIMPSEST_OCR_PAGE_SECONDS", DEFAULT_PAGE_SECONDS))
 
 
+def _default_engine() -> str:
+    return os.environ.get("PALIMPSEST_OCR_ENGINE", RAPIDOCR).strip().lower() or RAPIDOCR
+
+
 @dataclass(frozen=True)
 class OcrOptions:
-    """How recognition may use the machine: PALIMPSEST_OCR_THREADS, PALIMPSEST_OCR_PAGE_SECONDS."""
+    """How pages are recognised: PALIMPSEST_OCR_ENGINE (rapidocr or tesseract),
+    PALIMPSEST_OCR_THREADS and PALIMPSEST_OCR_PAGE_SECONDS."""
 
     threads: int = field(default_factory=_default_threads)
     page_seconds: float = field(default_factory=_default_page_seconds)
+    engine: str = field(default_factory=_default_engine)
 
 
 @dataclass(frozen=True)
@@ -145,10 +158,11 @@ class PageOcr:
     rows: tuple[tuple[OcrLine, ...], ...]
     confidence: float  # length-weighted mean line score, dropped lines included; 1.0 if none
     seconds: float = 0.0
+    engine: str = RAPIDOCR  # which engine read the page: its scores have their own scale
 
     @property
     def low_confidence(self) -> bool:
-        return self.confidence < LOW_CONFIDENCE
+        return is_low_confidence(self.confidence, self.engine)
 
     @property
     def lines(self) -> list[OcrLine]:
@@ -180,13 +194,20 @@ class PageOcr:
         return {
             "confidence": round(self.confidence, 4),
             "seconds": round(self.seconds, 3),
+            "engine": self.engine,
             "rows": [[line.to_json() for line in row] for row in self.rows],
         }
 
     @classmethod
     def from_json(cls, data: dict) -> PageOcr:
         rows = tuple(tuple(OcrLine.from_json(line) for line in row) for row in data["rows"])
-        return cls(rows, float(data["confidence"]), float(data.get("seconds", 0.0)))
+        engine = str(data.get("engine", RAPIDOCR))  # pages stored before Tesseract: RapidOCR's
+        return cls(rows, float(data["confidence"]), float(data.get("seconds", 0.0)), engine)
+
+
+def is_low_confidence(confidence: float, engine: str = RAPIDOCR) -> bool:
+    """Whether a page `engine` read with `confidence` is flagged as possibly misread."""
+    return confidence < LOW_CONFIDENCE_BY_ENGINE.get(engine, LOW_CONFIDENCE)
 
 
 def _lerp(a: Point, b: Point, t: float) -> Point:
@@ -233,6 +254,9 @@ class _Engine:
     lock: threading.Lock
 
 
+_TESSERACT_TURNS = threading.Lock()  # Tesseract's pages take turns too, one per process
+
+
 @cache
 def _engine(threads: int) -> _Engine:
     """One RapidOCR per thread count and process: its models are read-only, 0.5 s to load."""
@@ -262,9 +286,36 @@ def render_for_ocr(page: pdfium.PdfPage) -> tuple[np.ndarray, float]:
     return page.render(scale=scale).to_numpy(), scale
 
 
+def chosen_engine(options: OcrOptions) -> str:
+    """The engine that will read pages: the configured one, or RapidOCR where Tesseract is
+    configured but not installed (with a warning, once); `OcrError` for an unknown name."""
+    if options.engine not in ENGINES:
+        raise OcrError(
+            f"unknown OCR engine {options.engine!r} (PALIMPSEST_OCR_ENGINE): "
+            f"choose {' or '.join(ENGINES)}"
+        )
+    if options.engine == TESSERACT:
+        from engine import ocr_tesseract  # it imports this module; only loaded when configured
+
+        if ocr_tesseract.available():
+            return TESSERACT
+        _warn_tesseract_missing()
+    return RAPIDOCR
+
+
+@cache
+def _warn_tesseract_missing() -> None:
+    logging.getLogger(__name__).warning(
+        "PALIMPSEST_OCR_ENGINE=tesseract, but the tesseract program is not installed: "
+        "scans are read with RapidOCR"
+    )
+
+
 def recognise_page(page: pdfium.PdfPage, options: OcrOptions | None = None) -> PageOcr:
     """Render and recognise one page; `OcrError` when it takes over the page's time limit."""
     options = options or OcrOptions()
+    if chosen_engine(options) == TESSERACT:
+        return _recognise_with_tesseract(page, options)
     engine = _engine(options.threads)
     with engine.lock:  # waiting for another upload's page does not count against this one
         started = time.monotonic()
@@ -273,7 +324,18 @@ def recognise_page(page: pdfium.PdfPage, options: OcrOptions | None = None) -> P
         _check_deadline(deadline, options)
         found = _recognise(engine.ocr, image, deadline, options)
     lines = [_to_line(text, score, quad, chars, scale) for text, score, quad, chars in found]
-    return _assemble(lines, time.monotonic() - started)
+    return _assemble(lines, time.monotonic() - started, RAPIDOCR)
+
+
+def _recognise_with_tesseract(page: pdfium.PdfPage, options: OcrOptions) -> PageOcr:
+    """As `recognise_page`, by Tesseract."""
+    from engine.ocr_tesseract import recognise_lines
+
+    with _TESSERACT_TURNS:
+        started = time.monotonic()
+        image, scale = render_for_ocr(page)
+        lines = recognise_lines(image, scale, started + options.page_seconds, options)
+    return _assemble(lines, time.monotonic() - started, TESSERACT)
 
 
 def _check_deadline(deadline: float, options: OcrOptions) -> None:
@@ -358,7 +420,7 @@ def _spans_along(box: np.ndarray, chars: list) -> tuple[tuple[float, float], ...
     return tuple(spans)
 
 
-def _assemble(lines: list[OcrLine], seconds: float) -> PageOcr:
+def _assemble(lines: list[OcrLine], seconds: float, engine: str) -> PageOcr:
     weights = [max(len(line.text), 1) for line in lines]
     confidence = (
         sum(w * line.confidence for w, line in zip(weights, lines, strict=True)) / sum(weights)
@@ -367,7 +429,7 @@ def _assemble(lines: list[OcrLine], seconds: float) -> PageOcr:
     )
     kept = [line for line in lines if line.text.strip()]
     rows = tuple(tuple(kept[i] for i in row) for row in reading_order([ln.quad for ln in kept]))
-    return PageOcr(rows, confidence, seconds)
+    return PageOcr(rows, confidence, seconds, engine)
 
 
 # -- reading order ---------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ HIT_KEYS = {
     "char_end",
     "score",
     "text",
+    "ocr_confidence",  # None unless the page was read by OCR
+    "low_confidence",
 }
 
 

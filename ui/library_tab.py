@@ -118,7 +118,7 @@ def build_library_tab(app: gr.Blocks, sessions: Sessions) -> None:
         label="Results (hybrid: embeddings + BM25)",
         interactive=False,
         wrap=True,
-        column_widths=["5%", "22%", "8%", "10%", "55%"],
+        column_widths=["5%", "20%", "15%", "10%", "50%"],
         elem_id="search-results",
     )
 
@@ -211,7 +211,7 @@ def build_library_tab(app: gr.Blocks, sessions: Sessions) -> None:
         if not hits:
             gr.Info("No passage in the library matches that search.")
         return [
-            [rank, hit.filename, hit.page_label, round(hit.score, 4), snippet(hit.text)]
+            [rank, hit.filename, hit.page_note(), round(hit.score, 4), snippet(hit.text)]
             for rank, hit in enumerate(hits, start=1)
         ]
 
