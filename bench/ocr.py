@@ -1,13 +1,16 @@
-"""OCR throughput and accuracy on sample pages rendered as scans (issue 12).
+"""OCR throughput and accuracy on sample pages rendered as scans, per engine (issue 12).
 
-    python bench/ocr.py [--variants clean skewed noisy 150dpi 100dpi] [--threads N]
+    python bench/ocr.py [--variants clean skewed noisy 150dpi 100dpi]
+                        [--engines rapidocr tesseract] [--threads N]
 
 Each variant turns the chosen sample pages (`PAGES`: body text, a contents page, a two-column
 page) into one image-only PDF, the way tests/test_ocr.py does, and parses it as an upload is
-parsed (render, detect, recognise, reading order). Prints JSON: per variant the pages/s, the
-character error rate against the page's own text layer (mean and per page; typographic quotes
-and dashes folded, whitespace collapsed) and the recognition confidence; and, for comparison,
-pages/s of reading the same pages' text layers.
+parsed (render, recognise, reading order) once with each engine: the same PDF for both. Prints
+JSON: per variant and engine the pages/s, the character error rate against the page's own text
+layer (mean and per page; typographic quotes and dashes folded, whitespace collapsed), the
+recognition confidence and the pages flagged low-confidence; a `table` of pages/s and mean CER
+side by side; and, for comparison, pages/s of reading the same pages' text layers. Tesseract is
+measured only where it is installed (engine/ocr_tesseract.py).
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ from scan_fixtures import (  # noqa: E402
     skewed,
 )
 
+from engine import ocr_tesseract  # noqa: E402
 from engine.documents import parse_pdf  # noqa: E402
-from engine.ocr import OcrOptions  # noqa: E402
+from engine.ocr import ENGINES, TESSERACT, OcrOptions  # noqa: E402
 
 SAMPLES = HERE.parent / "sample_docs"
 PAGES = [
@@ -58,10 +62,14 @@ VARIANTS: dict[str, tuple[int, Callable[[Image.Image], Image.Image]]] = {
 }
 
 
-def measure_variant(name: str, options: OcrOptions) -> dict:
+def scan_of(name: str) -> bytes:
+    """The variant's image-only PDF of `PAGES`."""
     dpi, degrade = VARIANTS[name]
-    images = [degrade(render_page(SAMPLES / pdf, index, dpi)) for pdf, index in PAGES]
-    scan = image_pdf(images, dpi)
+    return image_pdf([degrade(render_page(SAMPLES / pdf, index, dpi)) for pdf, index in PAGES], dpi)
+
+
+def measure(scan: bytes, name: str, options: OcrOptions) -> dict:
+    """One engine's speed and accuracy on one variant's scan."""
     started = time.perf_counter()
     parsed = parse_pdf(scan, filename=f"{name}.pdf", max_pages=len(PAGES), ocr=options)
     seconds = time.perf_counter() - started
@@ -75,15 +83,32 @@ def measure_variant(name: str, options: OcrOptions) -> dict:
         for (pdf, index), page in zip(PAGES, parsed.pages, strict=True)
     }
     return {
-        "dpi": dpi,
+        "dpi": VARIANTS[name][0],
         "pages": len(PAGES),
         "seconds": round(seconds, 2),
         "pages_per_s": round(len(PAGES) / seconds, 3),
         "cer_mean": round(statistics.mean(rates.values()), 4),
         "cer": rates,
         "confidence_mean": round(parsed.ocr_confidence or 0.0, 4),
+        "confidence": {
+            f"{pdf}:{index}": round(page.ocr.confidence, 4) if page.ocr else None
+            for (pdf, index), page in zip(PAGES, parsed.pages, strict=True)
+        },
         "low_confidence_pages": parsed.low_confidence_pages,
     }
+
+
+def side_by_side(results: dict[str, dict[str, dict]]) -> list[dict]:
+    """One row per variant: each engine's pages/s and mean CER."""
+    return [
+        {"variant": variant}
+        | {
+            f"{engine}_{key}": result[key]
+            for engine, result in by_engine.items()
+            for key in ("pages_per_s", "cer_mean")
+        }
+        for variant, by_engine in results.items()
+    ]
 
 
 def measure_text_layer() -> dict:
@@ -97,13 +122,23 @@ def measure_text_layer() -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    installed = [e for e in ENGINES if e != TESSERACT or ocr_tesseract.available()]
+    parser.add_argument("--engines", nargs="+", default=installed, choices=installed)
     parser.add_argument("--threads", type=int, default=OcrOptions().threads)
     args = parser.parse_args(argv)
-    options = OcrOptions(threads=args.threads, page_seconds=600.0)
+    results: dict[str, dict[str, dict]] = {}
+    for name in args.variants:
+        scan = scan_of(name)
+        results[name] = {
+            engine: measure(scan, name, OcrOptions(args.threads, 600.0, engine))
+            for engine in args.engines
+        }
     report = {
         "threads": args.threads,
+        "engines": args.engines,
         "text_layer": measure_text_layer(),
-        "ocr": {name: measure_variant(name, options) for name in args.variants},
+        "table": side_by_side(results),
+        "ocr": results,
     }
     json.dump(report, sys.stdout, indent=1)
     print()

@@ -74,9 +74,9 @@ TEXT_SCORE = 0.5  # lines scored under this are dropped (RapidOCR's default)
 RAPIDOCR, TESSERACT = "rapidocr", "tesseract"
 ENGINES = (RAPIDOCR, TESSERACT)
 LOW_CONFIDENCE = 0.95  # RapidOCR's
-# Each engine's scores have their own scale (bench/ocr.py: clean 300 dpi pages score 0.99 with
-# RapidOCR, 0.95-0.96 with Tesseract); a page under its engine's bound is flagged.
-LOW_CONFIDENCE_BY_ENGINE = {RAPIDOCR: LOW_CONFIDENCE, TESSERACT: 0.93}
+# Each engine's scores have their own scale (bench/ocr.py: clean 300 dpi pages score 0.985-0.99
+# with RapidOCR, 0.945-0.965 with Tesseract); a page under its engine's bound is flagged.
+LOW_CONFIDENCE_BY_ENGINE = {RAPIDOCR: LOW_CONFIDENCE, TESSERACT: 0.94}
 MIN_IMAGE_COVERAGE = 0.3
 CHARS_PER_IMAGE_PAGE = 200
 REC_BATCH = 6  # lines recognised between two checks of the time limit (RapidOCR's batch)

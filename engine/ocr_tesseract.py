@@ -11,9 +11,11 @@ A line is Tesseract's line (block, paragraph, line) with the box around its word
 the words joined by single spaces; a word's characters share its box evenly, and a space spans
 the gap between two words, so a quote is highlighted as on a RapidOCR page. A line's score is
 the mean of its words' confidences (0-100 in the report, here 0-1) weighted by their length.
-Tesseract's scores run lower than RapidOCR's on the same pages (about 0.95 on a clean 300 dpi
-scan where RapidOCR gives 0.99), so it has its own low-confidence bound (`LOW_CONFIDENCE`,
-engine/ocr.py), measured with bench/ocr.py.
+Tesseract's scores run lower than RapidOCR's on the same pages (0.945-0.965 on clean 300 dpi
+scans where RapidOCR gives 0.985-0.99), so it has its own low-confidence bound, 0.94
+(`LOW_CONFIDENCE_BY_ENGINE`, engine/ocr.py). On bench/ocr.py's 30 scanned pages it flags every
+page Tesseract read with over 2% of its characters wrong (6, at 2.1-23%), and 3 it read well
+(0.2-1.4%, all at 100 or 150 dpi); no clean page.
 
 The page's time limit is the subprocess's timeout. Tesseract runs on one thread
 (OMP_THREAD_LIMIT=1) whatever `OcrOptions.threads` says: its OpenMP threads spin while they
