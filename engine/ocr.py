@@ -112,14 +112,20 @@ def _default_engine() -> str:
     return os.environ.get("PALIMPSEST_OCR_ENGINE", RAPIDOCR).strip().lower() or RAPIDOCR
 
 
+def _default_languages() -> str:
+    return os.environ.get("PALIMPSEST_OCR_LANGUAGES", "").strip() or "eng"
+
+
 @dataclass(frozen=True)
 class OcrOptions:
     """How pages are recognised: PALIMPSEST_OCR_ENGINE (rapidocr or tesseract),
-    PALIMPSEST_OCR_THREADS and PALIMPSEST_OCR_PAGE_SECONDS."""
+    PALIMPSEST_OCR_THREADS, PALIMPSEST_OCR_PAGE_SECONDS, and for Tesseract the languages of
+    its installed models, PALIMPSEST_OCR_LANGUAGES ("eng+rus"; RapidOCR's model is fixed)."""
 
     threads: int = field(default_factory=_default_threads)
     page_seconds: float = field(default_factory=_default_page_seconds)
     engine: str = field(default_factory=_default_engine)
+    languages: str = field(default_factory=_default_languages)
 
 
 @dataclass(frozen=True)

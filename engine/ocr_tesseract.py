@@ -7,6 +7,10 @@ already holds every word's box and confidence, which is all a `PageOcr` needs, s
 ocrmypdf (it writes a new PDF, and needs Ghostscript) nor pytesseract (a wrapper around the same
 command) is worth a dependency.
 
+It reads the languages of `OcrOptions.languages` (PALIMPSEST_OCR_LANGUAGES, "eng" by default;
+each needs its Debian package, such as `tesseract-ocr-rus`): unlike RapidOCR's model, which
+reads Latin script and Chinese, it can read Greek, Cyrillic and others when told to.
+
 A line is Tesseract's line (block, paragraph, line) with the box around its words; its text is
 the words joined by single spaces; a word's characters share its box evenly, and a space spans
 the gap between two words, so a quote is highlighted as on a RapidOCR page. A line's score is
@@ -36,7 +40,6 @@ import numpy as np
 from engine.ocr import POINTS_PER_INCH, OcrError, OcrLine, OcrOptions, Quad
 
 PROGRAM = "tesseract"
-LANGUAGE = "eng"
 
 
 def available() -> bool:
@@ -63,7 +66,7 @@ def recognise_lines(
     raised, as for a RapidOCR page over its limit.
     """
     dpi = round(scale * POINTS_PER_INCH)
-    command = [PROGRAM, "stdin", "stdout", "-l", LANGUAGE, "--dpi", str(dpi), "tsv"]
+    command = [PROGRAM, "stdin", "stdout", "-l", options.languages, "--dpi", str(dpi), "tsv"]
     environment = {**os.environ, "OMP_THREAD_LIMIT": "1"}
     remaining = deadline - time.monotonic()
     if remaining <= 0:
@@ -80,9 +83,19 @@ def recognise_lines(
     except subprocess.TimeoutExpired as error:
         raise _over_limit(options) from error
     except subprocess.CalledProcessError as error:
-        message = error.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise OcrError(f"tesseract failed ({message[-1] if message else error})") from error
+        raise OcrError(f"tesseract failed ({_reason(error.stderr)})") from error
     return [_line(words, scale) for words in _lines(report)]
+
+
+def _reason(stderr: bytes) -> str:
+    """Why Tesseract stopped, in one line: a language it has no model for, else its last line."""
+    lines = stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"]
+    missing = [line for line in lines if line.startswith("Failed loading language")]
+    if missing:
+        return (
+            f"{missing[0]}: install its tesseract-ocr-* package or change PALIMPSEST_OCR_LANGUAGES"
+        )
+    return lines[-1]
 
 
 def _over_limit(options: OcrOptions) -> OcrError:

@@ -7,10 +7,17 @@ import shutil
 
 import pytest
 from conftest import SAMPLE_DIR
-from scan_fixtures import character_error_rate, comparable, image_pdf, reference_text, render_page
+from scan_fixtures import (
+    character_error_rate,
+    comparable,
+    image_pdf,
+    reference_text,
+    render_page,
+    top_part,
+)
 
 from engine import ocr_tesseract, page_images
-from engine.documents import parse_pdf
+from engine.documents import IngestError, parse_pdf
 from engine.ocr import RAPIDOCR, TESSERACT, OcrError, OcrOptions, PageOcr, chosen_engine
 
 NDA = SAMPLE_DIR / "nda.pdf"
@@ -55,3 +62,11 @@ def test_pages_stored_before_there_were_two_engines_were_read_by_rapidocr():
     stored = {"confidence": 0.9, "seconds": 1.0, "rows": []}
     page = PageOcr.from_json(stored)
     assert page.engine == RAPIDOCR and page.low_confidence
+
+
+@needs_tesseract
+def test_a_language_without_its_model_fails_in_one_line():
+    scan = image_pdf([top_part(render_page(NDA, 0, 100), 100, 120)], 100)
+    options = OcrOptions(threads=1, page_seconds=60.0, engine=TESSERACT, languages="xyz")
+    with pytest.raises(IngestError, match=r"^page 1: tesseract failed \(Failed loading language"):
+        parse_pdf(scan, filename="scan.pdf", max_pages=1, ocr=options)
