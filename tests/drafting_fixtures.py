@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 from conftest import SAMPLE_PDFS
 
 from engine.config import Settings
-from engine.draft import DraftSettings
+from engine.draft import Draft, DraftSettings
+from engine.draft_store import draft_from_json, draft_to_json
+from engine.drafting import Drafter
 from engine.testmodels import build_tiny_bert
 from engine.workspace import Workspace
 
@@ -40,3 +43,26 @@ def draft_settings(model: Path, **overrides) -> DraftSettings:
     }
     values.update(overrides)
     return DraftSettings(**values)
+
+
+@pytest.fixture(scope="session")
+def drafter(workspace: Workspace, tiny_model: Path) -> Drafter:
+    return workspace.drafter(str(tiny_model))
+
+
+@pytest.fixture(scope="session")
+def finished(drafter: Drafter, tiny_model: Path) -> Draft:
+    """One finished three-block draft, drafted once for the whole run."""
+    draft = drafter.start(INSTRUCTION, HEADINGS, draft_settings(tiny_model), seed=5)
+    list(drafter.run(draft))
+    return draft
+
+
+@pytest.fixture
+def draft(workspace: Workspace, finished: Draft) -> Draft:
+    """A saved copy of the finished draft under a new id, for a test to change (drafting it
+    once per test would cost seconds)."""
+    copy = draft_from_json(draft_to_json(finished))
+    copy.draft_id = uuid.uuid4().hex[:12]
+    workspace.drafts.save(copy)
+    return copy

@@ -4,38 +4,13 @@ model and a real library: the DESIGN section 2 invariants hold for what is store
 from __future__ import annotations
 
 import threading
-import uuid
 
 import pytest
 import torch
-from drafting_fixtures import HEADINGS, INSTRUCTION, draft_settings
 
 from engine.draft import Draft, DraftError, pinned_spans
-from engine.draft_store import draft_from_json, draft_to_json
 from engine.drafting import Drafter
 from engine.workspace import Workspace
-
-
-@pytest.fixture(scope="module")
-def drafter(workspace: Workspace, tiny_model) -> Drafter:
-    return workspace.drafter(str(tiny_model))
-
-
-@pytest.fixture(scope="module")
-def finished(drafter: Drafter, tiny_model) -> Draft:
-    draft = drafter.start(INSTRUCTION, HEADINGS, draft_settings(tiny_model), seed=5)
-    list(drafter.run(draft))
-    return draft
-
-
-@pytest.fixture
-def draft(workspace: Workspace, finished: Draft) -> Draft:
-    """A saved copy of one finished three-block draft, under a new id (drafting it once per
-    test would cost seconds)."""
-    copy = draft_from_json(draft_to_json(finished))
-    copy.draft_id = uuid.uuid4().hex[:12]
-    workspace.drafts.save(copy)
-    return copy
 
 
 def blocks(draft: Draft) -> list[tuple]:

@@ -9,16 +9,13 @@ handlers the page calls.
 from __future__ import annotations
 
 import re
-import uuid
 from html.parser import HTMLParser
 
 import gradio as gr
 import pytest
 from drafting_fixtures import HEADINGS, INSTRUCTION, draft_settings
 
-from engine.draft import Draft, DraftError
-from engine.draft_store import draft_from_json, draft_to_json
-from engine.drafting import Drafter
+from engine.draft import DraftError
 from engine.library import Library
 from engine.workspace import Workspace
 from ui import draft_handlers as handlers
@@ -66,26 +63,6 @@ def section_texts(document: str) -> dict[int, str]:
     parser = SectionTexts()
     parser.feed(document)
     return parser.texts
-
-
-@pytest.fixture(scope="module")
-def drafter(workspace: Workspace, tiny_model) -> Drafter:
-    return workspace.drafter(str(tiny_model))
-
-
-@pytest.fixture(scope="module")
-def finished(drafter: Drafter, tiny_model) -> Draft:
-    draft = drafter.start(INSTRUCTION, HEADINGS, draft_settings(tiny_model), seed=3)
-    list(drafter.run(draft))
-    return draft
-
-
-@pytest.fixture
-def draft(workspace: Workspace, finished: Draft) -> Draft:
-    copy = draft_from_json(draft_to_json(finished))
-    copy.draft_id = uuid.uuid4().hex[:12]
-    workspace.drafts.save(copy)
-    return copy
 
 
 @pytest.fixture

@@ -218,13 +218,13 @@ def retarget(
 
 
 def run_from_document(
-    session: Session, draft_id: str | None, strength: float, event: gr.EventData
+    session: Session, draft_id: str | None, strength: float, event: gr.SelectData
 ) -> Iterator[Changes]:
-    """A run asked for from the document's toolbar or keyboard (re-run this section)."""
-    data = event._data or {}
-    if (data.get("value") or {}).get("op") != "rerun":
+    """A run asked for from the document's toolbar or keyboard (re-run this section); the
+    document sends it as {index: section, value: {op}}, the shape of a selection."""
+    if (event.value or {}).get("op") != "rerun":
         raise DraftError("unknown request from the document")
-    block = int(data["index"])
+    block = int(event.index)
     yield from _redraft(session, draft_id, block, lambda ws, d: ws.rerun(d, block, strength))
 
 

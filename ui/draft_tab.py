@@ -86,7 +86,7 @@ def wire(app: gr.Blocks, tab: gr.Tab, screen: DraftScreen, sessions: Sessions) -
         s.document.submit,
         handlers.run_from_document,
         {**draft, "strength": s.strength},
-        event=gr.EventData,
+        event=gr.SelectData,
         **RUNS,
         **HIDDEN,
     )
