@@ -314,7 +314,7 @@ def choose_targets(page: Page, name: str) -> None:
 def read_sources(page: Page) -> list[str]:
     """The documents the section in focus read, this round (the panel's first list)."""
     return [
-        t.rsplit(",", 1)[0].strip()
+        t.split(", p. ")[0].strip()
         for t in page.locator("#section-panel ol.read button.source").all_inner_texts()
     ]
 

@@ -9,6 +9,7 @@ handlers the page calls.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import gradio as gr
@@ -212,3 +213,10 @@ def test_the_screen_refuses_a_change_to_a_component_it_does_not_have(workspace, 
     assert screen.apply({"status": "x"}) == {screen.status: "x"}
     with pytest.raises(KeyError, match="no component 'block_0_text'"):
         screen.apply({"block_0_text": "x"})
+
+
+def test_the_panel_marks_a_passage_read_from_a_doubtful_scan(drafter, draft):
+    hit = draft.blocks[0].evidence[0]
+    draft.blocks[0].evidence[0] = replace(hit, ocr_confidence=0.71, low_confidence=True)
+    panel = panel_html(drafter.tokenizer, draft, 0)
+    assert f"{hit.filename}, p. {hit.page_label} · OCR, low confidence 0.71" in panel

@@ -56,7 +56,7 @@ def _supports(tokenizer, draft: Draft, index: int) -> str:
         buttons = " ".join(
             _source_button(
                 f'data-kind="support" data-sentence="{number}" data-citation="{k}"',
-                f"{c.hit.filename}, p. {c.hit.page_label}",
+                f"{c.hit.filename}, {c.hit.page_note()}",
                 c.support,
             )
             for k, c in enumerate(sentence.citations)
@@ -76,7 +76,7 @@ def _read(draft: Draft, index: int) -> str:
     latest = block.read[-1].step if block.read else draft.step
     items = "".join(
         "<li>"
-        + _source_button(f'data-kind="read" data-hit="{k}"', f"{h.filename}, p. {h.page_label}")
+        + _source_button(f'data-kind="read" data-hit="{k}"', f"{h.filename}, {h.page_note()}")
         + f"<q>{html.escape(shorten(h.text))}</q></li>"
         for k, h in enumerate(block.evidence)
     )
