@@ -7,9 +7,11 @@ Ingests the evaluation PDFs and the shared corpus (into DIR when given, kept for
 else into a temporary folder), asks every question of bench/evalset/questions.json under each
 variant and prints JSON: recall@1/5/10, MRR@10 and the share of questions whose answer span is
 inside the first 3,000 characters of evidence (bench/retrieval_metrics.py), with the mean search
-time per question. Variants: dense only, BM25 only, hybrid rank fusion with BM25 weighted 1 (the
-old default), 1.5, 2 and 3; and on top of hybrid, near-duplicate passages collapsed and
-parent-child reading (the chunk matched, its neighbours on the page read with it).
+time per question (the machine's load included). Variants: dense only, BM25 only, hybrid rank
+fusion with BM25 weighted 1 (the old default), 1.5 (the new one), 2 and 3; on top of hybrid,
+near-duplicate passages collapsed, and the chunk matched read with its neighbours on the page;
+and small-to-big parent-child retrieval (bench/small_to_big.py: pieces of 64 or 100 tokens
+matched, the library chunk holding them read), whose pieces are embedded in this run.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from pathlib import Path
 import bm25s
 import Stemmer
 from retrieval_metrics import answer_spans, first_answering_rank, summarise, within_budget
+from small_to_big import ChildIndex
 
-from engine.config import Settings
+from engine.config import DEFAULT_LEXICAL_WEIGHT, Settings
 from engine.library import Library, SearchHit
 
 HERE = Path(__file__).resolve().parent
@@ -75,25 +78,31 @@ def parent_windows(library: Library, hits: list[SearchHit]) -> list[SearchHit]:
     return windows
 
 
-def variants(library: Library) -> Iterator[tuple[str, Search]]:
-    """(name, search) for every variant; hybrid ones on a library view with that weight."""
+def variants(library: Library, child_tokens: tuple[int, ...]) -> Iterator[tuple[str, Search]]:
+    """(name, search) for every variant; hybrid ones on a library view with that BM25 weight.
+    Collapsing and neighbour reading are tried on the old weight (1) and the new default."""
     yield "dense", lambda q: library.search(q, k=K, mode="dense")
     yield "bm25", lambda q: library.search(q, k=K, mode="lexical")
     for weight in WEIGHTS:
         view = Library(replace(library.settings, lexical_weight=weight), library.embedder)
         name = f"hybrid bm25x{weight:g}"
         yield name, lambda q, v=view: v.search(q, k=K)
+        if weight not in (1.0, DEFAULT_LEXICAL_WEIGHT):
+            continue
         yield (
             f"{name} + near-duplicates collapsed",
             lambda q, v=view: collapse_near_duplicates(v.search(q, k=2 * K))[:K],
         )
         yield (
-            f"{name} + parent-child (±1 chunk)",
+            f"{name} + chunk matched, neighbours read",
             lambda q, v=view: parent_windows(v, v.search(q, k=K)),
         )
+    for tokens in child_tokens:
+        children = ChildIndex(library, tokens)
+        name = f"hybrid bm25x{DEFAULT_LEXICAL_WEIGHT:g} small-to-big: {tokens}-token pieces matched"
         yield (
-            f"{name} + both",
-            lambda q, v=view: parent_windows(v, collapse_near_duplicates(v.search(q, k=2 * K))[:K]),
+            f"{name}, their chunk read",
+            lambda q, c=children: c.search(q, K, DEFAULT_LEXICAL_WEIGHT),
         )
 
 
@@ -139,6 +148,7 @@ def main() -> None:
     parser.add_argument("--pdfs", type=Path, default=HERE / "evalset" / "pdfs")
     parser.add_argument("--corpus", type=Path, default=HERE.parent.parent / "shared" / "corpus")
     parser.add_argument("--questions", type=Path, default=HERE / "evalset" / "questions.json")
+    parser.add_argument("--child-tokens", type=int, nargs="*", default=[64, 100])
     args = parser.parse_args()
     questions = json.loads(args.questions.read_text(encoding="utf-8"))
     pdfs = sorted(args.pdfs.glob("*.pdf")) + sorted(args.corpus.glob("*.pdf"))
@@ -157,7 +167,10 @@ def main() -> None:
             "mean_question_word_overlap": round(overlap / max(len(questions), 1), 3),
             "ingest_s": round(ingest_s, 1),
             "reranker": RERANKER_NOTE,
-            "variants": {name: evaluate(search, questions) for name, search in variants(library)},
+            "variants": {
+                name: evaluate(search, questions)
+                for name, search in variants(library, tuple(args.child_tokens))
+            },
         }
     print(json.dumps(report, indent=2))
 
