@@ -295,19 +295,22 @@ class Catalog:
         ocr = PageOcr.from_json(json.loads(row[3])) if row[3] else None
         return Page(*row[:3], ocr=ocr)
 
-    def ocr_confidences(self, doc_ids: Iterable[str]) -> dict[tuple[str, int], tuple[float, str]]:
-        """(doc_id, page_index) -> (confidence, engine) for the recognised pages of `doc_ids`,
-        read out of the stored OCR JSON without parsing its lines."""
-        doc_ids = list(doc_ids)
+    def ocr_confidences(
+        self, pages: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], tuple[float, str]]:
+        """(doc_id, page_index) -> (confidence, engine), for those of `pages` read by OCR: read
+        out of the stored OCR JSON by SQLite, only for the pages asked (a scan's JSON is large)."""
+        pages = list(pages)
         found = {}
+        step = _MAX_SQL_VARIABLES // 2
         with self.connect() as db:
-            for start in range(0, len(doc_ids), _MAX_SQL_VARIABLES):
-                batch = doc_ids[start : start + _MAX_SQL_VARIABLES]
+            for start in range(0, len(pages), step):
+                batch = pages[start : start + step]
                 rows = db.execute(
                     "SELECT doc_id, page_index, json_extract(ocr, '$.confidence'),"
                     " json_extract(ocr, '$.engine') FROM pages WHERE ocr IS NOT NULL"
-                    f" AND doc_id IN ({','.join('?' * len(batch))})",
-                    batch,
+                    f" AND (doc_id, page_index) IN (VALUES {','.join(['(?, ?)'] * len(batch))})",
+                    [value for page in batch for value in page],
                 ).fetchall()
                 # pages stored before there was a second engine were read by RapidOCR
                 found.update(((d, i), (c, engine or "rapidocr")) for d, i, c, engine in rows)

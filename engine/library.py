@@ -369,7 +369,9 @@ class Library:
         stored = self.catalog.ready_chunks_by_id(
             list({chunk_id for best in ranked.values() for chunk_id, _ in best})
         )
-        recognised = self.catalog.ocr_confidences({chunk.doc_id for chunk, _ in stored.values()})
+        recognised = self.catalog.ocr_confidences(
+            {(chunk.doc_id, chunk.page_index) for chunk, _ in stored.values()}
+        )
         results: list[list[SearchHit]] = [[] for _ in queries]
         for i, best in ranked.items():
             results[i] = _hits(best, stored, recognised)
