@@ -293,7 +293,6 @@ class Drafter:
         block_of(draft, index).targets = list(doc_ids)
         self.rerun(draft, index, strength)
 
-
     def _check_documents(self, doc_ids: list[str]) -> None:
         unknown = [d for d in doc_ids if self.library.document(d) is None]
         if unknown:
