@@ -347,6 +347,13 @@ def pinned_spans(tokenizer: PreTrainedTokenizerBase, block: Block) -> list[tuple
 # -- operations on one block ---------------------------------------------------------------------
 
 
+def keep_change_base(block: Block, before: str) -> None:
+    """Keep `before` as the base of the block's tracked change (`Block.redline`), unless one is
+    pending already: changes pile up on the last accepted text, as in a word processor."""
+    if block.redline is None and before.strip():
+        block.redline = before
+
+
 def pin_selection(tokenizer: PreTrainedTokenizerBase, block: Block, start: int, end: int) -> None:
     """Pin the whole tokens covering characters [start, end) of the block's text (masks shown).
 

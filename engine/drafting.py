@@ -23,6 +23,7 @@ from engine.draft import (
     DraftError,
     DraftSettings,
     block_text,
+    keep_change_base,
     new_draft,
     run_steps,
 )
@@ -276,8 +277,8 @@ class Drafter:
     def rerun(self, draft: Draft, index: int, strength: float = 1.0) -> None:
         """Re-mask `strength` of the block's unpinned positions; `run(only=[index])` redrafts it."""
         block = block_of(draft, index)
-        if block.done and block.redline is None:  # the base of the tracked change to show
-            block.redline = self.text(draft, index)
+        if block.done:
+            keep_change_base(block, self.text(draft, index))
         generator = _generator(draft)
         block.canvas = renoise(block.canvas, strength, generator)
         block.step, block.steps_total = 0, run_steps(draft.settings)

@@ -10,16 +10,16 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from engine.attribution import SentenceSupport, Support, attribute, attribute_sentences
+from engine.attribution import SentenceSupport, Support, attribute
 from engine.block_ops import ALREADY_RUNNING, RUNNING, DraftLeases, check_strength, unpin_span
 from engine.config import Settings
 from engine.conflicts import find_conflicts
 from engine.draft import (
-    Block,
     Draft,
     DraftError,
     block_text,
     edit_text,
+    keep_change_base,
     pin_selection,
     pinned_spans,
 )
@@ -83,7 +83,8 @@ class Workspace:
         def change(drafter: Drafter, draft: Draft) -> None:
             before = drafter.text(draft, block)
             edit_text(drafter.tokenizer, draft.blocks[block], text, lock)
-            mark_changed(draft.blocks[block], before, drafter.text(draft, block))
+            if drafter.text(draft, block) != before:
+                keep_change_base(draft.blocks[block], before)
             drafter.cite(draft, block)
 
         return self._change(draft_id, block, change)
@@ -147,12 +148,10 @@ class Workspace:
 
     def citations(self, drafter: Drafter, draft: Draft, index: int) -> list[SentenceSupport]:
         """The sentence-level citations of a block's current text: those stored with the draft
-        when they describe this text, else computed (a draft saved before they were stored)."""
-        block = draft.blocks[index]
-        text = drafter.text(draft, index)
-        if block.citations is not None and block.citations.text == text:
-            return block.citations.sentences
-        return attribute_sentences(self.library, text, doc_ids=block.targets or None)
+        when they describe this text, else computed (a draft saved before they were stored;
+        the loaded copy keeps them, the stored draft is not changed)."""
+        drafter.cite(draft, index)
+        return draft.blocks[index].citations.sentences
 
     def to_json(self, drafter: Drafter, draft: Draft) -> dict:
         """The draft as DESIGN section 3 shows it: blocks with text, step, pins and sources;
@@ -219,13 +218,6 @@ class Workspace:
             base = block.redline if block.done else None
             sections.append(ExportSection(block.heading, text, sentences=notes, previous=base))
         return export_draft(path, fmt, draft.title, sections, draft.instruction, bibliography)
-
-
-def mark_changed(block: Block, before: str, after: str) -> None:
-    """Keep `before` as the base of the block's tracked change, unless one is pending already
-    (changes pile up on the last accepted text, as tracked changes in a word processor do)."""
-    if block.redline is None and before.strip() and before != after:
-        block.redline = before
 
 
 def _evidence_quotes(sentence: SentenceSupport, cites: list[str]) -> list[Citation]:

@@ -116,10 +116,14 @@ def _stream(
     yield draft_view(draft, drafter, focus, message)
 
 
-def _opened(session: Session, draft_id: str | None) -> tuple[Draft, Drafter]:
+def _required(draft_id: str | None) -> str:
     if not draft_id:
         raise DraftError("start a draft first, or open one from the Drafts tab")
-    return session.workspace.open(draft_id)
+    return draft_id
+
+
+def _opened(session: Session, draft_id: str | None) -> tuple[Draft, Drafter]:
+    return session.workspace.open(_required(draft_id))
 
 
 def start(
@@ -184,9 +188,7 @@ def _redraft(
     session: Session, draft_id: str | None, block: int, change: Callable[[Workspace, str], Any]
 ) -> Iterator[Changes]:
     """Re-noise one block (a Workspace transaction), then stream its redrafting alone."""
-    if not draft_id:
-        raise DraftError("start a draft first, or open one from the Drafts tab")
-    draft, drafter = change(session.workspace, draft_id)
+    draft, drafter = change(session.workspace, _required(draft_id))
     yield from _stream(session, draft, drafter, block, only=[block])
 
 
@@ -245,15 +247,15 @@ def document_event(session: Session, draft_id: str | None, event: gr.SelectData)
     section's text (pin, unpin, edit, accept or reject its tracked change)."""
     block, value = int(event.index), dict(event.value or {})
     op = value.get("op")
-    draft, drafter = _opened(session, draft_id)
-    if op == "focus":
-        return _focus(draft, drafter, block)
-    if op == "cite":
+    if op in ("focus", "cite"):
+        draft, drafter = _opened(session, draft_id)
+        if op == "focus":
+            return _focus(draft, drafter, block)
         return _cite(session, draft, drafter, block, int(value["sentence"]))
     if op not in TEXT_OPERATIONS:
         raise DraftError(f"unknown operation {op!r}")
     operation, done = TEXT_OPERATIONS[op]
-    draft, drafter = operation(session.workspace, draft.draft_id, block, value)
+    draft, drafter = operation(session.workspace, _required(draft_id), block, value)
     return draft_view(draft, drafter, block, done)
 
 
