@@ -329,7 +329,7 @@ def attribute_sentences(
         return []
     sentences = [text[a:b] for a, b in bounds]
     found = library.search_many(sentences, k=SENTENCE_CANDIDATES, doc_ids=[doc_ids] * len(bounds))
-    queries = library.embedder.embed(sentences)
+    queries = library.embedder.embed_queries(sentences)
     stored = library.vectors.vectors_of(list({hit.chunk_id for hits in found for hit in hits}))
     results = []
     for (start, end), sentence, hits, query in zip(bounds, sentences, found, queries, strict=True):

@@ -37,12 +37,12 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from transformers import ModernBertForMaskedLM
-from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_emb
 
 from engine.sampler import Canvas, active
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # a ModernBERT model exists only once transformers is imported
+    from transformers import ModernBertForMaskedLM
+
     from engine.draft import Block
 
 KeyValues = tuple[list[Tensor], list[Tensor]]  # per layer [B, heads, positions, head_dim]
@@ -78,6 +78,9 @@ class ModernBertContextCache:
     """The model side: full passes that keep a prefix, tail passes that attend to it."""
 
     def __init__(self, model: ModernBertForMaskedLM):
+        from transformers.models.modernbert.modeling_modernbert import apply_rotary_pos_emb
+
+        self.rotate = apply_rotary_pos_emb
         self.model = model
         self.body = model.model
         config = model.config
@@ -115,7 +118,7 @@ class ModernBertContextCache:
             qkv = qkv.view(batch, length, 3, self.heads, self.head_dim).transpose(1, 3)
             query, key, value = qkv.unbind(dim=2)  # each [B, heads, L, head_dim]
             cos, sin = rotary[layer.attention_type]
-            query, key = apply_rotary_pos_emb(query, key, cos, sin, unsqueeze_dim=1)
+            query, key = self.rotate(query, key, cos, sin, unsqueeze_dim=1)
             keys.append(key)
             values.append(value)
             if past is not None:

@@ -26,17 +26,10 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor, nn
-from transformers import (
-    AutoModel,
-    AutoModelForMaskedLM,
-    AutoTokenizer,
-    ModernBertForMaskedLM,
-    PreTrainedTokenizerBase,
-)
 
 from engine.config import disable_telemetry
 from engine.context_cache import ModernBertContextCache
@@ -50,6 +43,9 @@ from engine.families import (
     special_ids,
 )
 from engine.model_budget import BudgetVerdict, check_budget, parameter_count, require_fits
+
+if TYPE_CHECKING:  # transformers is imported by the loaders: the app's first page need not wait
+    from transformers import PreTrainedTokenizerBase
 
 EXAMPLE_HUB_ID = "dllm-hub/ModernBERT-large-chat-v0.1"
 HUB_PROBE_TIMEOUT_S = 5.0
@@ -216,6 +212,8 @@ def forbidden_token_ids(
 def _split_lm_head(model: nn.Module) -> tuple[nn.Module, Callable[[Tensor], Tensor]] | None:
     """Encoder body and LM head of the masked-LM classes whose layout is known (checked against
     transformers 5.23): the head maps hidden states [..., H] to logits [..., V]."""
+    from transformers import ModernBertForMaskedLM
+
     if isinstance(model, ModernBertForMaskedLM):
         return model.model, lambda hidden: model.decoder(model.head(hidden))
     if hasattr(model, "bert") and hasattr(model, "cls"):  # BertForMaskedLM
@@ -266,6 +264,8 @@ class HFMaskedLMDenoiser(_FamilyIds):
         self.device = pick_device(device)
         dtype = dtype or _default_dtype(self.device)
         folder = str(folder)
+        from transformers import AutoModelForMaskedLM, AutoTokenizer, ModernBertForMaskedLM
+
         self.tokenizer, self.model = _attempt(
             self.name,
             lambda: (
@@ -360,6 +360,8 @@ class TrustRemoteCodeDenoiser(_FamilyIds):
         self.int8 = False
         folder = str(folder)
         kwargs = {"local_files_only": True, "trust_remote_code": True}
+        from transformers import AutoModel, AutoTokenizer
+
         self.tokenizer, self.model = _attempt(
             self.name,
             lambda: (

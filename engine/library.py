@@ -360,7 +360,7 @@ class Library:
         asked = [i for i, q in enumerate(queries) if q.strip()] if k > 0 and snapshot.rows else []
         vectors = {}
         if mode in ("hybrid", "dense") and asked:
-            embedded = self.embedder.embed([queries[i] for i in asked])
+            embedded = self.embedder.embed_queries([queries[i] for i in asked])
             vectors = dict(zip(asked, embedded, strict=True))
         ranked = {
             i: self._rank(snapshot, queries[i], vectors.get(i), k, doc_ids[i], mode) for i in asked

@@ -1,5 +1,6 @@
 """Commands that need no model start at once: `--help` and `docs` import none of the heavy
-libraries (checked in a child process through `sys.modules`)."""
+libraries, and `search` none of the neural ones (checked in a child process through
+`sys.modules`)."""
 
 from __future__ import annotations
 
@@ -74,3 +75,18 @@ def test_docs_of_a_missing_library_creates_nothing(tmp_path):
     output, report = run_cli("docs", library=tmp_path / "nowhere")
     assert "the library is empty" in output and report == {"exit": 0, "heavy": []}
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_search_embeds_its_query_without_torch(sample_library):
+    """A cold search embeds the query in numpy and opens the saved lexical index: it needs
+    Chroma, but never torch, transformers or sentence-transformers."""
+    output, report = run_cli(
+        "search",
+        "--json",
+        "how much notice to terminate for convenience",
+        library=sample_library.root,
+    )
+    assert report["exit"] == 0
+    assert report["heavy"] == ["chromadb"]
+    hits = json.loads(output)
+    assert hits and all(hit["filename"].endswith(".pdf") for hit in hits)
