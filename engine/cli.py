@@ -32,10 +32,14 @@ EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 def quiet_model_loading() -> None:
     """Keep library progress bars off stderr: the CLI prints its own progress lines.
 
-    The Hugging Face libraries read the switch when they are imported; when transformers already
-    is, it is told directly.
+    The Hugging Face libraries read the switch when they are imported; those already imported
+    (gradio imports huggingface_hub) are told directly.
     """
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
     if "transformers" in sys.modules:
         from transformers.utils import logging as transformers_logging
 

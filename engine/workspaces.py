@@ -16,6 +16,7 @@ from engine.embeddings import Embedder
 from engine.errors import PalimpsestError
 from engine.models import Denoisers
 from engine.users import check_name
+from engine.warmup import Warmup
 from engine.workspace import Workspace
 
 
@@ -31,6 +32,19 @@ class Workspaces:
         self.denoisers = Denoisers(settings.library_dir / "models")
         self._open: dict[str | None, Workspace] = {}
         self._lock = threading.Lock()
+        self.warmup: Warmup | None = None  # set by `warm_up`
+
+    def warm_up(self) -> Warmup:
+        """Start loading the embedding model and the default drafting model in the background
+        (the web app serves its first page meanwhile); `self.warmup` says how far it is."""
+        model = self.settings.model
+        self.warmup = Warmup(
+            [
+                ("the embedding model", lambda: self.embedder.model),
+                (f"the drafting model {model}", lambda: self.denoisers.get(model)),
+            ]
+        ).start()
+        return self.warmup
 
     def folder(self, user: str | None) -> Path:
         if not self.per_user:

@@ -8,6 +8,7 @@ from ui.draft_screen import asset
 from ui.draft_tab import build_draft_tab
 from ui.drafts_tab import build_drafts_tab
 from ui.library_tab import build_library_tab
+from ui.model_status import build_model_status
 from ui.sessions import Sessions
 
 CSS = """
@@ -23,6 +24,7 @@ CSS = """
 def build_app(sessions: Sessions) -> gr.Blocks:
     with gr.Blocks(title="Palimpsest", analytics_enabled=False) as app:
         gr.Markdown("# Palimpsest\nDraft legal and academic text from your own sources.")
+        build_model_status(sessions)
         with gr.Tabs() as tabs:
             with gr.Tab("Library", id="library"):
                 build_library_tab(app, sessions)

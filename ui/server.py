@@ -17,7 +17,7 @@ from pathlib import Path
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.background import BackgroundTask
 from starlette.routing import Mount
 
@@ -68,6 +68,15 @@ def build_server(workspaces: Workspaces, users: Users | None) -> FastAPI:
             return PlainTextResponse("Not found", status_code=404)
         return await call_next(request)
 
+    @server.get("/ready")
+    def ready() -> JSONResponse:
+        """Whether the models have loaded (engine/warmup.py): 200 once ready, 503 before."""
+        warmup = workspaces.warmup
+        if warmup is None:
+            return JSONResponse({"ready": True, "message": "Models load on first use."})
+        state = warmup.state()
+        return JSONResponse(state.to_json(), status_code=200 if state.ready else 503)
+
     @server.get("/download/{draft_id}.{fmt}")
     def download(draft_id: str, fmt: str, request: Request, style: str | None = None) -> Response:
         user = signed_in_user(mounted[0], request)
@@ -104,6 +113,7 @@ def build_server(workspaces: Workspaces, users: Users | None) -> FastAPI:
 
 def serve(workspaces: Workspaces, users: Users | None, host: str, port: int) -> None:
     server = build_server(workspaces, users)
+    workspaces.warm_up()  # the models load while the first page is served
     print(f"Palimpsest is serving on http://{host}:{port}/", flush=True)
     # Open event streams would hold a graceful shutdown (Ctrl-C) for as long as a page is open.
     uvicorn.run(server, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
