@@ -22,6 +22,9 @@ DEFAULT_MODEL = "dllm-hub/ModernBERT-large-chat-v0.1"
 # Weight of the BM25 ranking against the dense one (1.0) in hybrid search's rank fusion;
 # measured on bench/evalset with bench/retrieval_eval.py (README, "Performance").
 DEFAULT_LEXICAL_WEIGHT = 1.5
+# Most rows (sections; twice that with guidance) one shared pass of concurrent drafts' steps holds
+# when PALIMPSEST_BATCH_DRAFTS is on (engine/step_batcher.py).
+DEFAULT_BATCH_ROWS = 32
 
 # Usage reports that libraries underneath send unless told not to: Gradio's analytics and version
 # check (api.gradio.app), Chroma's product telemetry, and the Hugging Face hub's telemetry, which
@@ -47,6 +50,11 @@ def disable_telemetry() -> None:
 
 
 disable_telemetry()
+
+
+def env_flag(name: str) -> bool:
+    """An on/off environment setting: on for 1, true, yes or on (any case)."""
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def default_library_dir() -> Path:
@@ -83,6 +91,13 @@ class Settings:
         default_factory=lambda: float(
             os.environ.get("PALIMPSEST_LEXICAL_WEIGHT", DEFAULT_LEXICAL_WEIGHT)
         )
+    )
+    # Batch the steps of concurrent drafts into shared forward passes: more throughput with
+    # several drafts running, but a resumed draft then equals the uninterrupted one only up to
+    # float rounding (README, "Limits").
+    batch_drafts: bool = field(default_factory=lambda: env_flag("PALIMPSEST_BATCH_DRAFTS"))
+    batch_rows: int = field(
+        default_factory=lambda: int(os.environ.get("PALIMPSEST_BATCH_ROWS", DEFAULT_BATCH_ROWS))
     )
 
     def __post_init__(self) -> None:

@@ -10,24 +10,40 @@ import json
 import threading
 from pathlib import Path
 
+from engine.config import Settings
 from engine.denoiser import Denoiser, load_denoiser, model_budget
 from engine.families import BERT_CHAT, Family, family_of_config
 from engine.model_budget import BudgetVerdict
+from engine.step_batcher import StepBatcher
 
 DEMO_MODEL = "demo"
 
 
 class Denoisers:
-    def __init__(self, models_dir: Path):
+    """`batch_rows`: when set, each denoiser is wrapped in a `StepBatcher` with that row cap, so
+    the steps of drafts running at once share forward passes (opt-in: see engine/step_batcher.py
+    for what it costs in exactness)."""
+
+    def __init__(self, models_dir: Path, batch_rows: int | None = None):
         self.models_dir = models_dir
+        self.batch_rows = batch_rows
         self._loaded: dict[tuple[str, bool], Denoiser] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Denoisers:
+        """The denoisers of a library folder, batched when `settings.batch_drafts` asks."""
+        batch_rows = settings.batch_rows if settings.batch_drafts else None
+        return cls(settings.library_dir / "models", batch_rows)
 
     def get(self, model: str, int8: bool = False) -> Denoiser:
         """The denoiser for `model` (hub id, folder, or "demo"), loaded once per precision."""
         with self._lock:
             if (model, int8) not in self._loaded:
-                self._loaded[model, int8] = load_denoiser(self._path(model), int8=int8)
+                denoiser = load_denoiser(self._path(model), int8=int8)
+                if self.batch_rows is not None:
+                    denoiser = StepBatcher(denoiser, self.batch_rows)
+                self._loaded[model, int8] = denoiser
             return self._loaded[model, int8]
 
     def family(self, model: str) -> Family | None:

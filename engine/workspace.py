@@ -42,7 +42,7 @@ class Workspace:
         self.settings = settings
         self.library = Library(settings, embedder=embedder)
         self.drafts = DraftStore(settings.library_dir / "drafts.sqlite3")
-        self.denoisers = denoisers or Denoisers(settings.library_dir / "models")
+        self.denoisers = denoisers or Denoisers.for_settings(settings)
         self.leases = DraftLeases(settings.library_dir / "leases")
 
     def drafter(self, model: str, int8: bool = False) -> Drafter:

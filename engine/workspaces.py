@@ -29,7 +29,7 @@ class Workspaces:
         self.settings = settings
         self.per_user = per_user
         self.embedder = embedder or Embedder(settings.embedding_model)
-        self.denoisers = Denoisers(settings.library_dir / "models")
+        self.denoisers = Denoisers.for_settings(settings)
         self._open: dict[str | None, Workspace] = {}
         self._lock = threading.Lock()
         self.warmup: Warmup | None = None  # set by `warm_up`
