@@ -24,10 +24,12 @@ from engine.catalog import CATALOG_FILE, DELETING, PENDING, READY, Catalog, Docu
 from engine.chunking import Chunk, chunk_pages
 from engine.config import Settings
 from engine.database import LibraryBusyError
-from engine.documents import IngestError, Page, read_pdf
+from engine.documents import IngestError, Page, ParsedDocument, read_pdf
 from engine.embeddings import Embedder
 from engine.errors import first_line
 from engine.fusion import reciprocal_rank_fusion
+from engine.ingest_batches import PreparedDocument, store_documents
+from engine.ingest_outcome import IngestOutcome
 from engine.lexical import LexicalIndex
 from engine.lexical_store import LexicalStore, ReadyIndex
 from engine.metadata import DocumentMetadata, MetadataError, edited
@@ -36,8 +38,14 @@ from engine.pdf_metadata import extract_metadata
 from engine.processes import process_alive
 from engine.vectors import VectorStore
 
-EMBED_BATCH = 64  # chunks embedded and stored per round trip; bounds memory and lost work
 SEARCH_MODES = ("hybrid", "dense", "lexical")
+# The dense side of a `doc_ids` filter (`Library._dense`): Chroma's own filter (a `where` on the
+# documents, or their chunk ids) walks most of its HNSW graph when few chunks pass it (60 ms for
+# one document of 50k chunks, 160 ms for 1,000 documents), so a selection that is at least a
+# share of the library is first looked for among the unfiltered nearest neighbours, reading up
+# to OVERFETCH_MAX of them, and only when they hold too few of it is Chroma asked to filter.
+OVERFETCH = 3  # neighbours read: this many times the candidates' share of the selection
+OVERFETCH_MAX = 1000
 
 # (fraction done, what is happening) -> None
 Progress = Callable[[float, str], None]
@@ -68,23 +76,6 @@ class SearchHit:
         if self.low_confidence:
             return f"{note} · OCR, low confidence {self.ocr_confidence:.2f}"
         return f"{note} · OCR" if self.ocr_confidence is not None else note
-
-
-@dataclass(frozen=True)
-class IngestOutcome:
-    filename: str
-    status: str  # "added", "duplicate" or "failed"
-    message: str
-    doc_id: str | None = None
-    pages: int = 0
-    chunks: int = 0
-
-    @property
-    def readable(self) -> bool:
-        return self.status != "failed"
-
-    def line(self) -> str:
-        return f"{self.status}: {self.filename}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -192,7 +183,10 @@ class Library:
     def ingest(
         self, path: str | Path, filename: str | None = None, progress: Progress | None = None
     ) -> IngestOutcome:
-        """Add one PDF. Never raises for a bad file: the outcome says what happened and why."""
+        """Add one PDF. Never raises for a bad file: the outcome says what happened and why.
+
+        Many files at once go through `engine.ingest_pipeline`, which shares everything after
+        the parse with this."""
         name = display_filename(filename or Path(path).name)
         report = progress or (lambda fraction, message: None)
         try:
@@ -205,6 +199,21 @@ class Library:
             )
         except IngestError as error:
             return IngestOutcome(name, "failed", str(error))
+        prepared = self.prepare(parsed, Path(path), name)
+        if isinstance(prepared, IngestOutcome):
+            return prepared
+
+        def written(doc: PreparedDocument, stored: int) -> None:
+            report(stored / max(len(doc.chunks), 1), f"embedding {name}")
+
+        return next(store_documents(self, [prepared], self.embedder.embed, written=written))
+
+    def prepare(
+        self, parsed: ParsedDocument, source: Path, name: str, tag: int = 0
+    ) -> PreparedDocument | IngestOutcome:
+        """The parsed file chunked and reserved for storing (`store_documents` then stores or
+        gives it up); or, when it is not to be stored, its outcome (a duplicate, a file this
+        or another process is adding right now, one that cannot be chunked)."""
         doc_id = parsed.doc_id
         with self._lock:
             existing = self.catalog.document(doc_id)
@@ -220,49 +229,57 @@ class Library:
             if existing is not None:  # left behind by a failed attempt: start again
                 self._discard(doc_id)
             chunks = chunk_pages(doc_id, parsed.pages, self.embedder.token_offsets)
-            self._store(doc_id, Path(path), name, parsed.size_bytes, parsed.pages, chunks, report)
         except Exception as error:
+            self._release(doc_id)
             reason = f"could not store the document ({first_line(error)})"
             return IngestOutcome(name, "failed", reason, doc_id)
+        return PreparedDocument(parsed, source, name, chunks, tag)
+
+    # -- storing, for engine.ingest_batches (the order that keeps the stores consistent) -------
+
+    def begin(self, doc: PreparedDocument) -> None:
+        staged = self.files_dir / f".{doc.doc_id}.{os.getpid()}.tmp"
+        try:
+            shutil.copyfile(doc.source, staged)
+            os.replace(staged, self.pdf_path(doc.doc_id))
         finally:
-            with self._lock:
-                self._adding.discard(doc_id)
+            staged.unlink(missing_ok=True)
+        parsed = doc.parsed
+        self.catalog.add_pending(doc.doc_id, doc.name, parsed.size_bytes, parsed.pages, doc.chunks)
+
+    def write(self, doc: PreparedDocument, chunks: list[Chunk], vectors: np.ndarray) -> None:
+        self.vectors.add(chunks, vectors)
+
+    def finish(self, doc: PreparedDocument) -> IngestOutcome:
+        self.catalog.set_status(doc.doc_id, READY)
+        self._release(doc.doc_id)
+        parsed = doc.parsed
         # The document is in; metadata a busy catalog cannot take now is read at the next open.
         with contextlib.suppress(LibraryBusyError):
             first_page = parsed.pages[0].text if parsed.pages else ""  # OCR's, for a scan
-            self.catalog.set_metadata(doc_id, extract_metadata(self.pdf_path(doc_id), first_page))
-        note = f"{len(parsed.pages)} pages, {len(chunks)} chunks"
+            self.catalog.set_metadata(
+                doc.doc_id, extract_metadata(self.pdf_path(doc.doc_id), first_page)
+            )
+        note = f"{len(parsed.pages)} pages, {len(doc.chunks)} chunks"
         if parsed.recognised_pages:
             note += "; " + ocr_note(parsed)
         if parsed.empty_pages:
             note += f"; {parsed.empty_pages} pages without extractable text (blank or unreadable)"
-        return IngestOutcome(name, "added", note, doc_id, len(parsed.pages), len(chunks))
+        return IngestOutcome(
+            doc.name, "added", note, doc.doc_id, len(parsed.pages), len(doc.chunks)
+        )
 
-    def _store(
-        self,
-        doc_id: str,
-        source: Path,
-        name: str,
-        size_bytes: int,
-        pages: list[Page],
-        chunks: list[Chunk],
-        report: Progress,
-    ) -> None:
-        staged = self.files_dir / f".{doc_id}.{os.getpid()}.tmp"
+    def abandon(self, doc: PreparedDocument, begun: bool) -> None:
         try:
-            shutil.copyfile(source, staged)
-            os.replace(staged, self.pdf_path(doc_id))
-            self.catalog.add_pending(doc_id, name, size_bytes, pages, chunks)
-            for start in range(0, len(chunks), EMBED_BATCH):
-                batch = chunks[start : start + EMBED_BATCH]
-                self.vectors.add(batch, self.embedder.embed([chunk.text for chunk in batch]))
-                report((start + len(batch)) / max(len(chunks), 1), f"embedding {name}")
-            self.catalog.set_status(doc_id, READY)
-        except BaseException:
-            staged.unlink(missing_ok=True)
-            with contextlib.suppress(Exception):  # whatever cannot be undone now, recovery undoes
-                self._discard(doc_id)
-            raise
+            if begun:
+                with contextlib.suppress(Exception):  # what cannot be undone now, recovery undoes
+                    self._discard(doc.doc_id)
+        finally:
+            self._release(doc.doc_id)
+
+    def _release(self, doc_id: str) -> None:
+        with self._lock:
+            self._adding.discard(doc_id)
 
     def delete(self, doc_id: str) -> bool:
         """Remove a document from all three stores; False when it is not in the library."""
@@ -389,13 +406,13 @@ class Library:
         """The `k` best (chunk_id, score) pairs for one query."""
         candidates = max(4 * k, 50)
         rankings: list[list[tuple[str, float]]] = []
+        allowed = None  # the rows of the documents in `doc_ids`
+        if doc_ids is not None:
+            parts = [snapshot.rows_by_doc.get(d, np.zeros(0, np.int64)) for d in doc_ids]
+            allowed = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
         if vector is not None:
-            rankings.append(self._dense(snapshot, vector, candidates, doc_ids))
+            rankings.append(self._dense(snapshot, vector, candidates, allowed))
         if mode in ("hybrid", "lexical"):
-            allowed = None
-            if doc_ids is not None:
-                parts = [snapshot.rows_by_doc.get(d, np.zeros(0, np.int64)) for d in doc_ids]
-                allowed = np.concatenate(parts) if parts else np.zeros(0, np.int64)
             rankings.append(snapshot.lexical.top(query, candidates, allowed))
         if len(rankings) == 1:
             ranked = rankings[0]
@@ -407,15 +424,26 @@ class Library:
         return ranked[:k]
 
     def _dense(
-        self, snapshot: _Snapshot, vector: np.ndarray, n: int, doc_ids: list[str] | None
+        self, snapshot: _Snapshot, vector: np.ndarray, n: int, allowed: np.ndarray | None
     ) -> list[tuple[str, float]]:
-        if doc_ids is not None:
-            doc_ids = [doc_id for doc_id in doc_ids if doc_id in snapshot.rows_by_doc]
-            if not doc_ids:
-                return []
-        nearest = self.vectors.nearest(vector, n, doc_ids)
+        """The `n` chunks nearest `vector`, only from the rows `allowed` when given."""
+        if allowed is not None and allowed.size == 0:
+            return []
         # Chroma may hold chunks of a document still being added: only ready ones count.
-        return [(chunk_id, score) for chunk_id, score in nearest if chunk_id in snapshot.rows]
+        wanted = snapshot.rows
+        if allowed is None:
+            nearest = self.vectors.nearest(vector, n)
+            return [(chunk_id, score) for chunk_id, score in nearest if chunk_id in wanted]
+        mask = np.zeros(len(snapshot.lexical), dtype=bool)
+        mask[allowed] = True
+        fetch = -(-OVERFETCH * n * mask.size // allowed.size)
+        if fetch <= OVERFETCH_MAX:
+            nearest = self.vectors.nearest(vector, fetch)
+            kept = [(c, s) for c, s in nearest if c in wanted and mask[wanted[c]]]
+            if len(kept) >= min(n, allowed.size):  # the selection's n best are among them
+                return kept[:n]
+        chunk_ids = [snapshot.lexical.chunk_ids[row] for row in allowed]
+        return self.vectors.nearest_among(vector, n, chunk_ids)
 
     def widen(self, hit: SearchHit, radius: int = 1) -> SearchHit:
         """The hit grown to include `radius` neighbouring chunks on each side on its page."""
