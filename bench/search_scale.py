@@ -8,7 +8,8 @@ The corpus (../shared/corpus, else sample_docs) is ingested once into a seed lib
 in large batches: the seed chunks copied under new document ids, 10-50 chunks a document, each
 copy with its page's text and its seed vector jittered (Gaussian noise, renormalised), so BM25
 and HNSW work on real text and realistic vectors without embedding 500k chunks. The lexical
-index is built once per size (timed). The library grows in place from one size to the next.
+index is built once per size (timed). The library grows in place from one size to the next
+and is copied to WORK/<size> at each, so a size can be measured again later.
 
 Each size is measured in a fresh process (`--measure`), so memory is that of a search process
 alone: RSS after loading the query encoder, after the first search (BM25 index memory-mapped,
@@ -24,6 +25,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -315,7 +317,11 @@ def main() -> None:
     for size in sorted(args.sizes):
         built = grow(args.work / "library", seed, size, rng)
         print(f"built {built}", file=sys.stderr)
-        command = [sys.executable, __file__, "--measure", str(args.work / "library")]
+        # kept at each size, so a size can be measured again later (--measure WORK/SIZE)
+        kept = args.work / str(size)
+        if not kept.exists():
+            shutil.copytree(args.work / "library", kept)
+        command = [sys.executable, __file__, "--measure", str(kept)]
         command += ["--repeats", str(args.repeats)]
         measured = subprocess.run(command, capture_output=True, text=True, check=True)
         result = {"build": built, **json.loads(measured.stdout.strip().splitlines()[-1])}

@@ -299,17 +299,21 @@ class Catalog:
         self, pages: Iterable[tuple[str, int]]
     ) -> dict[tuple[str, int], tuple[float, str]]:
         """(doc_id, page_index) -> (confidence, engine), for those of `pages` read by OCR: read
-        out of the stored OCR JSON by SQLite, only for the pages asked (a scan's JSON is large)."""
+        out of the stored OCR JSON by SQLite, only for the pages asked (a scan's JSON is large).
+        The asked pages are joined to `pages` by its key: `(doc_id, page_index) IN (VALUES ...)`
+        made SQLite scan the whole table (20 ms a search at 50k chunks)."""
         pages = list(pages)
         found = {}
         step = _MAX_SQL_VARIABLES // 2
         with self.connect() as db:
             for start in range(0, len(pages), step):
                 batch = pages[start : start + step]
+                asked = ",".join(["(?, ?)"] * len(batch))
                 rows = db.execute(
-                    "SELECT doc_id, page_index, json_extract(ocr, '$.confidence'),"
-                    " json_extract(ocr, '$.engine') FROM pages WHERE ocr IS NOT NULL"
-                    f" AND (doc_id, page_index) IN (VALUES {','.join(['(?, ?)'] * len(batch))})",
+                    "SELECT p.doc_id, p.page_index, json_extract(p.ocr, '$.confidence'),"
+                    f" json_extract(p.ocr, '$.engine') FROM (VALUES {asked})"
+                    " AS asked JOIN pages p ON p.doc_id = asked.column1"
+                    " AND p.page_index = asked.column2 WHERE p.ocr IS NOT NULL",
                     [value for page in batch for value in page],
                 ).fetchall()
                 # pages stored before there was a second engine were read by RapidOCR
