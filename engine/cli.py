@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,11 +23,13 @@ from engine.metadata import DocumentMetadata
 
 if TYPE_CHECKING:
     from engine.draft import Draft
+    from engine.draft_reading import DraftReading
     from engine.drafting import Drafter
     from engine.library import Library
     from engine.workspace import Workspace
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+EXIT_CANCELLED = 130  # as a shell reports a command stopped by Ctrl+C
 
 
 def quiet_model_loading() -> None:
@@ -94,8 +97,8 @@ def run_to_stderr(
         print(f"step {event.step}: {progress}", file=sys.stderr, flush=True)
 
 
-def print_draft(workspace: Workspace, drafter: Drafter, draft: Draft, as_json: bool) -> None:
-    data = workspace.to_json(drafter, draft)
+def print_draft(data: dict, as_json: bool) -> None:
+    """A draft's JSON (`engine.draft_output.draft_json`) as JSON or as text."""
     if as_json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return
@@ -141,7 +144,7 @@ def cmd_draft(args: argparse.Namespace) -> int:
     print(f"draft {draft.draft_id}", file=sys.stderr, flush=True)
     with workspace.running(draft.draft_id):  # block operations refuse it meanwhile
         run_to_stderr(drafter, draft, args.stop_after)
-    print_draft(workspace, drafter, draft, args.json)
+    print_draft(workspace.to_json(drafter, draft), args.json)
     return EXIT_OK
 
 
@@ -150,20 +153,35 @@ def cmd_resume(args: argparse.Namespace) -> int:
     draft, drafter = workspace.open(args.draft_id)
     with workspace.running(draft.draft_id):
         run_to_stderr(drafter, draft, args.stop_after)
-    print_draft(workspace, drafter, draft, args.json)
+    print_draft(workspace.to_json(drafter, draft), args.json)
     return EXIT_OK
 
 
-def cmd_show(args: argparse.Namespace) -> int:
+def stored_reading(args: argparse.Namespace) -> tuple[Library, DraftReading]:
+    """The library and what the stored draft says, read without its model (and without torch);
+    a draft saved before decoded texts were stored is decoded by its model."""
+    from engine.draft_reading import read_stored
+
+    reading = read_stored(Settings().with_library(args.library).library_dir, args.draft_id)
+    if reading is not None:
+        return open_library(args), reading
     workspace = open_workspace(args)
-    draft, drafter = workspace.open(args.draft_id)
-    print_draft(workspace, drafter, draft, args.json)
+    return workspace.library, workspace.reading(args.draft_id)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from engine.draft_output import draft_json
+
+    library, reading = stored_reading(args)
+    print_draft(draft_json(library, reading), args.json)
     return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    workspace = open_workspace(args)
-    path = workspace.export(args.draft_id, args.format, args.output, args.style)
+    from engine.draft_output import export_reading
+
+    library, reading = stored_reading(args)
+    path = export_reading(library, reading, args.format, args.output, args.style)
     print(f"wrote {path}")
     return EXIT_OK
 
@@ -177,7 +195,7 @@ def changed_block(args: argparse.Namespace, operation: BlockOperation) -> int:
     """Apply one block operation (a Workspace transaction) and print the draft as `show` does."""
     workspace = open_workspace(args)
     draft, drafter = operation(workspace, args.block - 1)
-    print_draft(workspace, drafter, draft, args.json)
+    print_draft(workspace.to_json(drafter, draft), args.json)
     return EXIT_OK
 
 
@@ -190,7 +208,7 @@ def redrafted_block(args: argparse.Namespace, operation: BlockOperation) -> int:
     print(f"draft {draft.draft_id}: redrafting block {args.block}", file=sys.stderr, flush=True)
     with workspace.running(draft.draft_id):
         run_to_stderr(drafter, draft, None, only=[index])
-    print_draft(workspace, drafter, draft, args.json)
+    print_draft(workspace.to_json(drafter, draft), args.json)
     return EXIT_OK
 
 
@@ -246,18 +264,35 @@ def full_doc_id(library: Library, doc_id: str) -> str:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    """Add the PDFs through the ingest pipeline: one outcome line per file on stdout, progress
+    on stderr; Ctrl+C cancels cleanly (exit 130)."""
+    from engine.cli_progress import StderrProgress, cancel_on_interrupt
+    from engine.ingest_pipeline import ingest_files
+
     library = open_library(args)
-    outcomes = []
-    for path in pdf_paths(args.paths):
-        if path.suffix.lower() == ".bib":
-            continue
-        outcome = library.ingest(path)
-        print(outcome.line(), flush=True)
-        outcomes.append(outcome)
-    if not outcomes:
+    paths = [path for path in pdf_paths(args.paths) if path.suffix.lower() != ".bib"]
+    if not paths:
         print("no PDF files found in the given paths", file=sys.stderr)
-    if any(o.status == "added" for o in outcomes):
-        library.refresh_index()
+    progress = StderrProgress()
+    cancel = threading.Event()
+    outcomes = []
+    with cancel_on_interrupt(cancel):
+        for outcome in ingest_files(
+            library, paths, workers=args.workers, progress=progress, cancel=cancel
+        ):
+            progress.clear()
+            print(outcome.line(), flush=True)
+            outcomes.append(outcome)
+    progress.finish()
+    if cancel.is_set():
+        added = sum(o.status == "added" for o in outcomes)
+        left = sum(o.status == "cancelled" for o in outcomes)
+        print(
+            f"cancelled: {added} files added before the cancel stay in the library; "
+            f"{left} were not added (nothing of them was kept)",
+            file=sys.stderr,
+        )
+        return EXIT_CANCELLED
     import_bibs(library, bib_paths(args.paths))
     return EXIT_OK if any(o.readable for o in outcomes) else EXIT_FAILED
 
@@ -443,6 +478,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = command("ingest", cmd_ingest, "add PDFs (files or folders) to the library")
     ingest.add_argument("paths", nargs="+", metavar="PATH")
+    ingest.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes reading PDFs while this one embeds (0 or 1: read them here; default: "
+        "$PALIMPSEST_INGEST_WORKERS or one per core, at most 4)",
+    )
 
     search = command("search", cmd_search, "hybrid (dense + BM25) search of the library")
     search.add_argument("query")

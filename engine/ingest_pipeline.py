@@ -26,6 +26,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -39,6 +40,7 @@ from engine.library import Library, display_filename
 
 AHEAD_PER_WORKER = 2  # files parsed ahead per worker: keeps workers busy, bounds memory
 POLL_S = 0.2  # how often a wait for a parse looks at the cancel event
+STOP_S = 1.0  # how long a closing pool's idle workers get to exit by themselves
 
 
 def default_workers() -> int:
@@ -96,17 +98,21 @@ class _Parses:
             yield parse(job)
 
     def close(self) -> None:
-        """Stop the workers now: queued files are dropped, one being parsed is not waited for."""
+        """Stop the workers: queued files are dropped, and one still being parsed after
+        `STOP_S` is not waited for (an OCR'd scan can take minutes)."""
         if self.pool is None:
             return
-        self.pool.shutdown(wait=False, cancel_futures=True)
         # ProcessPoolExecutor has no public way to stop a running task before Python 3.14
-        # (terminate_workers); an OCR'd scan can take minutes, so its worker is ended directly.
-        for process in list((getattr(self.pool, "_processes", None) or {}).values()):
-            process.terminate()
-        for process in list((getattr(self.pool, "_processes", None) or {}).values()):
-            process.join(timeout=5)
+        # (terminate_workers), and forgets its processes on shutdown: take them first.
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
         self.pool = None
+        deadline = time.monotonic() + STOP_S
+        for process in processes:
+            process.join(timeout=max(deadline - time.monotonic(), 0))
+            if process.is_alive():
+                process.terminate()
+                process.join()
 
 
 class _InOrder:
@@ -153,7 +159,9 @@ def ingest_files(
 
     def settle(index: int, outcome: IngestOutcome) -> None:
         order.settle(index, outcome)
-        if outcome.status != "cancelled":
+        if outcome.status == "cancelled":
+            meter.dropped(index)
+        else:
             meter.finished(index)
 
     def prepared() -> Iterator[PreparedDocument]:

@@ -3,7 +3,8 @@
 Pages are counted upfront with PDFium (cheap: no text is read), so the totals are known before the
 first file is parsed. A file's pages count as done when it is finished (added, duplicate, failed),
 and pro rata with its chunks stored while it is being written, so the figures move smoothly and
-never go back; when every file is finished they equal the totals.
+never go back (until a cancel undoes the file being written); when every file is finished they
+equal the totals.
 """
 
 from __future__ import annotations
@@ -96,6 +97,12 @@ class ProgressMeter:
         if index == self.flight:
             self.flight, self.in_flight, self.current = None, 0.0, ""
         self._emit()
+
+    def dropped(self, index: int) -> None:
+        """File `index` was cancelled: whatever of it was written is undone."""
+        if index == self.flight:
+            self.flight, self.in_flight, self.current = None, 0.0, ""
+            self._emit()
 
     def snapshot(self) -> IngestProgress:
         done = min(int(self.pages_finished + self.in_flight), self.pages_total)

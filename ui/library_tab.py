@@ -8,6 +8,7 @@ The library keeps its own copy of each PDF; Gradio's copy is swept from its uplo
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import gradio as gr
 
 from engine.bib_import import import_bib_file
 from engine.errors import PalimpsestError
+from engine.ingest_pipeline import ingest_files
+from engine.ingest_progress import IngestProgress
 from engine.library import Library
 from engine.metadata import DocumentMetadata
 from ui.sessions import Sessions
@@ -71,6 +74,7 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
 def build_library_tab(app: gr.Blocks, sessions: Sessions) -> None:
     """Lay out the Library tab inside `app` and wire its events."""
     gr.Markdown("Add PDFs to your library. They stay on this machine.")
+    uploading: dict[str, threading.Event] = {}  # browser session -> cancel of its upload
     with gr.Row():
         with gr.Column(scale=2):
             uploads = gr.File(
@@ -82,6 +86,7 @@ def build_library_tab(app: gr.Blocks, sessions: Sessions) -> None:
             upload_log = gr.Textbox(
                 label="Upload results", lines=4, interactive=False, elem_id="upload-log"
             )
+            cancel_upload = gr.Button("Cancel upload", size="sm", elem_id="upload-cancel")
         with gr.Column(scale=1):
             to_delete = gr.Dropdown(label="Remove a document", choices=[], value=None)
             delete_button = gr.Button("Remove from library", variant="stop")
@@ -138,16 +143,22 @@ def build_library_tab(app: gr.Blocks, sessions: Sessions) -> None:
         paths = [path for path in paths if path not in bibs]
         library = sessions(request).workspace.library
         lines = []
-        for number, path in enumerate(paths):
+        cancel = uploading[request.session_hash] = threading.Event()
 
-            def report(fraction: float, message: str, number: int = number) -> None:
-                progress((number + fraction) / len(paths), desc=message)
+        def report(figures: IngestProgress) -> None:
+            current = f" · adding {figures.current}" if figures.current else ""
+            progress(figures.fraction, desc=figures.line() + current)
 
-            try:
-                outcome = library.ingest(path, filename=Path(path).name, progress=report)
+        names = [Path(path).name for path in paths]
+        try:
+            for outcome in ingest_files(
+                library, paths, names=names, progress=report, cancel=cancel
+            ):
                 lines.append(outcome.line())
-            except PalimpsestError as error:
-                lines.append(f"failed: {Path(path).name}: {error}")
+        except PalimpsestError as error:  # the embedding model cannot be loaded, say
+            lines.append(f"failed: {error}")
+        finally:
+            uploading.pop(request.session_hash, None)
         for path in bibs:  # after the PDFs, so that they can be matched
             try:
                 lines += import_bib_file(library, path).lines()
@@ -155,6 +166,14 @@ def build_library_tab(app: gr.Blocks, sessions: Sessions) -> None:
                 lines.append(f"bib: {Path(path).name}: {error}")
         sweep_uploads()
         return "\n".join(lines), *refreshed(request), None
+
+    def on_cancel_upload(request: gr.Request) -> None:
+        cancel = uploading.get(request.session_hash)
+        if cancel is None:
+            gr.Info("Nothing is being uploaded.")
+            return
+        cancel.set()
+        gr.Info("Cancelling: the document being added is undone; those already added stay.")
 
     def on_delete(doc_id: str | None, request: gr.Request):
         library = sessions(request).workspace.library
@@ -222,6 +241,8 @@ def build_library_tab(app: gr.Blocks, sessions: Sessions) -> None:
         concurrency_limit=1,
         api_name="upload",
     )
+    # Its own queue, so it runs while the upload it cancels does.
+    cancel_upload.click(on_cancel_upload, concurrency_limit=None, api_name="cancel_upload")
     delete_button.click(
         on_delete,
         inputs=to_delete,
