@@ -6,13 +6,18 @@ the embedding model or Chroma (tests/test_ingest_pipeline.py checks it in a fres
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pypdfium2 as pdfium
 
 from engine.documents import IngestError, ParsedDocument, read_pdf
+
+ORPHAN_CHECK_S = 1.0  # how often a worker looks whether its parent is still alive
 
 
 @dataclass(frozen=True)
@@ -41,11 +46,18 @@ def parse(job: ParseJob) -> ParseResult:
     return ParseResult(job, document)
 
 
-def ignore_interrupts() -> None:
-    """Worker initializer: Ctrl+C reaches the whole process group, but only the parent decides
-    what to do about it (cancel, then shut the pool down); a worker killed by it mid-wait would
-    only print a traceback."""
+def start_worker(parent_pid: int) -> None:
+    """Worker initializer. Ctrl+C reaches the whole process group, but only the parent decides
+    what to do about it (cancel, then shut the pool down), so a worker ignores it. And a worker
+    whose parent died (kill -9) exits: blocked on the task queue, it would never notice."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(ORPHAN_CHECK_S)
+    os._exit(1)
 
 
 def page_count(path: Path) -> int:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from engine.ingest_batches import PreparedDocument, store_documents
 from engine.ingest_outcome import IngestOutcome
-from engine.ingest_parse import ParseJob, ParseResult, ignore_interrupts, page_count, parse
+from engine.ingest_parse import ParseJob, ParseResult, page_count, parse, start_worker
 from engine.ingest_progress import IngestProgress, ProgressMeter
 from engine.library import Library, display_filename
 
@@ -64,7 +64,10 @@ class _Parses:
             # Spawned, not forked: a worker starts bare and imports only engine.ingest_parse,
             # never the torch and model threads this process may hold.
             self.pool = ProcessPoolExecutor(
-                workers, multiprocessing.get_context("spawn"), initializer=ignore_interrupts
+                workers,
+                multiprocessing.get_context("spawn"),
+                initializer=start_worker,
+                initargs=(os.getpid(),),
             )
             self.ahead = workers * AHEAD_PER_WORKER
 

@@ -291,3 +291,40 @@ def test_ctrl_c_in_the_cli_cancels_cleanly(tmp_path, embedder):
     assert kept == {line.split(": ")[1] for line in lines if line.startswith("added")}
     first = files[0]
     assert {h.filename for h in library.search(WORDS[0], k=3, mode="lexical")} == {first.name}
+
+
+def children(pid: int) -> list[int]:
+    listed = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True
+    )
+    return [int(line) for line in listed.stdout.split()]
+
+
+def gone(pid: int) -> bool:
+    """Exited (a zombie that nobody reaps, as in a container without an init, counts)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_exit_when_the_ingest_is_killed(tmp_path):
+    files = [topic_pdf(tmp_path, n, pages=60) for n in range(8)]
+    library_dir = tmp_path / "library"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine", "ingest", "--workers", "2", *map(str, files)],
+        cwd=REPO_ROOT,
+        env=cli_env(library_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    while len(workers := children(process.pid)) < 2 and time.monotonic() < deadline:
+        assert process.poll() is None, "the ingest ended before its workers were seen"
+        time.sleep(0.1)
+    process.kill()
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while not all(gone(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(gone(pid) for pid in workers), workers
