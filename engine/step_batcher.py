@@ -7,7 +7,16 @@ right-padded to the widest one and stacked along the batch dimension; the logits
 split by each request's count of requested positions. While a pass runs, new requests gather for
 the next one. There is no thread of its own: a caller whose request is waiting while no pass runs
 runs the next pass itself, for everyone queued then, so a draft running alone calls the model
-from its own thread at once, with no waiting window and no hand-off.
+from its own thread at once, with no hand-off.
+
+Waiting for the last pass's callers. Drafts are closed loops: a draft asks for its next step
+only once its last one is back. Two drafts that start a moment apart would fall into step half a
+period apart, each one's request arriving while the other's pass runs, and never share a pass
+(measured with bench/concurrent_drafts.py before this rule: one step per pass at 2 drafts, two at
+4). So a pass does not start until as many requests have arrived since the last pass ended as
+that pass served (its callers coming back), or the queue already fills a pass, or `peer_wait`
+times the last pass's duration has passed (a draft that finished or paused is waited for once).
+A draft alone is never held: its own return is the one awaited. There is no fixed linger window.
 
 Fair share: a draft's loop waits for its step's logits before asking again, so it has at most
 one request queued and a pass holds at most one step of each draft. A pass takes requests in
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,17 +68,25 @@ class StepBatcher:
     """A `Denoiser` that runs concurrent `logits` calls as shared passes of `denoiser`.
 
     Every other attribute (tokenizer, ids, family, `context_cache`, `block_size`, ...) is the
-    wrapped denoiser's. `passes` and `requests` count what has been served, for benchmarks."""
+    wrapped denoiser's. `passes` and `requests` count what has been served, for benchmarks.
+    `peer_wait`: the longest wait for the last pass's callers, in multiples of its duration
+    (0: never wait)."""
 
-    def __init__(self, denoiser: Denoiser, max_rows: int = DEFAULT_BATCH_ROWS):
+    def __init__(
+        self, denoiser: Denoiser, max_rows: int = DEFAULT_BATCH_ROWS, peer_wait: float = 1.0
+    ):
         if max_rows < 1:
             raise ValueError("max_rows must be at least 1")
         self._inner = denoiser
         self.max_rows = max_rows
+        self.peer_wait = peer_wait
         self.passes = 0
         self.requests = 0
         self._waiting: list[_Request] = []  # arrival order
         self._running = False  # a pass is in progress, on some caller's thread
+        self._last_served = 0  # requests in the last pass
+        self._returned = 0  # requests arrived since the last pass ended
+        self._deadline = 0.0  # when to stop waiting for the last pass's callers (monotonic)
         self._changed = threading.Condition()
 
     @property
@@ -91,10 +109,12 @@ class StepBatcher:
         request = _Request(input_ids, attention_mask, positions)
         with self._changed:
             self._waiting.append(request)
+            self._returned += 1
+            self._changed.notify_all()
         while True:
             with self._changed:
-                while self._running and not request.finished:
-                    self._changed.wait()
+                while not request.finished and not self._may_start():
+                    self._changed.wait(None if self._running else self._deadline - time.monotonic())
                 if request.finished:
                     break
                 batch = self._take()
@@ -110,6 +130,17 @@ class StepBatcher:
         assert request.logits is not None
         return request.logits
 
+    def _may_start(self) -> bool:
+        """Whether the next pass may start now (see "Waiting for the last pass's callers");
+        called with the lock held."""
+        if self._running:
+            return False
+        return (
+            self._returned >= self._last_served
+            or sum(request.rows for request in self._waiting) >= self.max_rows
+            or time.monotonic() >= self._deadline
+        )
+
     def _take(self) -> list[_Request]:
         """The next pass: queued requests in arrival order while their rows fit `max_rows`
         (always at least the first). Called with the lock held."""
@@ -124,6 +155,7 @@ class StepBatcher:
     def _serve(self, batch: list[_Request]) -> None:
         """Run one pass for `batch` and hand each request its logits, or the pass's error.
         Never raises: the error belongs to every caller in the batch."""
+        started = time.monotonic()
         try:
             logits = self._inner.logits(*_stack(batch, self._inner.pad_token_id))
             counts = [int(request.positions.sum()) for request in batch]
@@ -133,9 +165,12 @@ class StepBatcher:
         except BaseException as error:  # re-raised in every caller's thread
             for request in batch:
                 request.error = error
+        ended = time.monotonic()
         with self._changed:
             self.passes += 1
             self.requests += len(batch)
+            self._last_served, self._returned = len(batch), 0
+            self._deadline = ended + self.peer_wait * (ended - started)
             for request in batch:
                 request.finished = True
 

@@ -291,3 +291,30 @@ def test_the_prefix_cache_path_still_finds_its_cache(tmp_path):
     denoiser = load_denoiser(build_tiny_modernbert(tmp_path / "m"), device="cpu")
     batcher = StepBatcher(denoiser)
     assert batcher.context_cache is denoiser.context_cache is not None
+
+
+def test_drafts_out_of_phase_are_brought_into_one_pass(bert: Denoiser):
+    """Two callers in closed loops, the second arriving while the first one's pass runs: without
+    waiting for the last pass's callers they would alternate, one step per pass (8 passes);
+    the batcher holds the second until the first is back, and they share every pass after."""
+    inputs = step_inputs(bert, [(1, 9), (1, 13)])
+    counting = Counting(bert)
+    batcher = StepBatcher(counting)
+    first_pass = threading.Event()
+
+    def slow(rows: int) -> None:  # a pass long next to a loop's turn-around
+        first_pass.set()
+        time.sleep(0.3)
+
+    counting.before_pass = slow
+    steps = 4
+
+    def loop(x: Inputs) -> list[Tensor]:
+        return [batcher.logits(*x) for _ in range(steps)]
+
+    first = Call(loop, inputs[0])
+    assert first_pass.wait(timeout=30)
+    second = Call(loop, inputs[1])
+    assert not isinstance(first.outcome(), BaseException)
+    assert not isinstance(second.outcome(), BaseException)
+    assert counting.rows == [1, 2, 2, 2, 1]
