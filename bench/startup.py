@@ -2,8 +2,9 @@
 
     python bench/startup.py [--library DIR] [--chunks 10000] [--repeats 3]
 
-Prints JSON: the median wall time of `python -c pass`, `palimpsest --help`, `palimpsest docs` and
-a cold `palimpsest search` (a new process: imports, the query encoder, Chroma, the saved lexical
+Prints JSON: the median wall time of `python -c pass`, `palimpsest --help`, `palimpsest docs`,
+`show` and `export` (DOCX) of a finished two-section draft (drafted once with the demo model), a
+cold `palimpsest search` (a new process: imports, the query encoder, Chroma, the saved lexical
 index) on a library of about `--chunks` chunks, and of `python app.py` from start to its first
 page served and to `/ready` (its models loaded: the embedding model and the default drafting
 model, the demo model unless PALIMPSEST_MODEL names another), each with its ratio to
@@ -110,6 +111,22 @@ def build_library(library_dir: Path, pdfs: list[Path], target_chunks: int) -> No
     library.refresh_index()
 
 
+def demo_draft(library_dir: Path) -> str:
+    """The id of a finished draft in the library, drafted once with the demo model."""
+    from engine.draft_store import DraftStore
+
+    store = DraftStore(library_dir / "drafts.sqlite3")
+    finished = [d.draft_id for d in store.drafts() if d.done]
+    if finished:
+        return finished[0]
+    command = [sys.executable, "-m", "engine", "draft", "Terms for a services agreement"]
+    command += ["--section", "Termination", "--section", "Payment", "--model", "demo"]
+    command += ["--library", str(library_dir), "--json"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)["draft_id"]
+
+
 def lexical_index_times(library_dir: Path, repeats: int) -> dict:
     """Opening the saved lexical index against rebuilding it, in milliseconds (medians)."""
     from engine.catalog import open_catalog
@@ -144,11 +161,17 @@ def main() -> None:
             pdfs = sorted(args.corpus.glob("*.pdf")) + sorted((REPO / "sample_docs").glob("*.pdf"))
             build_library(library_dir, pdfs, args.chunks)
         cli = [sys.executable, "-m", "engine"]
+        draft_id = demo_draft(library_dir)
+        exported = Path(scratch) / "draft.docx"
         baseline = wall_seconds([sys.executable, "-c", "pass"], args.repeats)
         commands = {
             "--help": cli + ["--help"],
             "docs": cli + ["docs", "--library", str(library_dir)],
             "search (cold)": cli + ["search", QUERY, "--library", str(library_dir)],
+            "show": cli + ["show", draft_id, "--library", str(library_dir)],
+            "export": cli
+            + ["export", draft_id, "--format", "docx", "-o", str(exported)]
+            + ["--library", str(library_dir)],
         }
         report: dict = {
             "library": {"folder": str(library_dir), "chunks": ready_chunks(library_dir)},

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from engine.config import DEFAULT_MODEL
-from engine.errors import PalimpsestError
+from engine.errors import DraftError
 from engine.families import RECIPE_FIELDS, Recipe, fast_cpu
 from engine.library import SearchHit
 from engine.provenance import Citations, ReadRound
@@ -31,10 +31,6 @@ END_MARKERS = ("[/Answer]",)  # BERT-chat's end of turn: text, several tokens, n
 _END_MARKER = re.compile(
     "|".join(r"\s*".join(map(re.escape, marker)) for marker in END_MARKERS), re.IGNORECASE
 )
-
-
-class DraftError(PalimpsestError):
-    """An operation on a draft that cannot be done as asked; the message says why."""
 
 
 MAX_INSTRUCTION_CHARS = 4000  # about 1,000 tokens: a quarter of a small model's context

@@ -19,8 +19,7 @@ import torch
 
 from engine.database import connection
 from engine.draft import Block, Draft, DraftError, DraftSettings
-from engine.library import SearchHit
-from engine.provenance import Citations, ReadRound
+from engine.draft_reading import BlockText, DraftReading, Provenance, stored_body
 from engine.sampler import Canvas
 
 SCHEMA = """
@@ -78,7 +77,7 @@ def canvas_from_json(data: dict) -> Canvas:
     )
 
 
-def draft_to_json(draft: Draft) -> dict:
+def draft_to_json(draft: Draft, decoded: list[BlockText]) -> dict:
     return {
         "draft_id": draft.draft_id,
         "title": draft.title,
@@ -93,42 +92,41 @@ def draft_to_json(draft: Draft) -> dict:
             {
                 "heading": b.heading,
                 "canvas": canvas_to_json(b.canvas),
-                "targets": b.targets,
-                "evidence": [hit.to_json() for hit in b.evidence],
+                "decoded": text.to_json(),
+                **Provenance.of(b).to_json(),
                 "prompt": b.prompt,
                 "step": b.step,
                 "steps_total": b.steps_total,
                 "window_start": b.window_start,
                 "window_step": b.window_step,
                 "cache_epoch": b.cache_epoch,
-                "read": [r.to_json() for r in b.read],
-                "citations": b.citations.to_json() if b.citations is not None else None,
-                "redline": b.redline,
             }
-            for b in draft.blocks
+            for b, text in zip(draft.blocks, decoded, strict=True)
         ],
     }
 
 
 def draft_from_json(data: dict) -> Draft:
-    blocks = [
-        Block(
-            heading=b["heading"],
-            canvas=canvas_from_json(b["canvas"]),
-            targets=b["targets"],
-            evidence=[SearchHit(**hit) for hit in b["evidence"]],
-            prompt=b.get("prompt"),
-            step=b["step"],
-            steps_total=b["steps_total"],
-            window_start=b.get("window_start", -1),
-            window_step=b.get("window_step", 0),
-            cache_epoch=b.get("cache_epoch", -1),  # older drafts: start an epoch
-            read=[ReadRound.from_json(r) for r in b.get("read", [])],
-            citations=Citations.from_json(b["citations"]) if b.get("citations") else None,
-            redline=b.get("redline"),
+    blocks = []
+    for b in data["blocks"]:
+        provenance = Provenance.from_json(b)
+        blocks.append(
+            Block(
+                heading=b["heading"],
+                canvas=canvas_from_json(b["canvas"]),
+                targets=provenance.targets,
+                evidence=provenance.evidence,
+                prompt=b.get("prompt"),
+                step=b["step"],
+                steps_total=b["steps_total"],
+                window_start=b.get("window_start", -1),
+                window_step=b.get("window_step", 0),
+                cache_epoch=b.get("cache_epoch", -1),  # older drafts: start an epoch
+                read=provenance.read,
+                citations=provenance.citations,
+                redline=provenance.redline,
+            )
         )
-        for b in data["blocks"]
-    ]
     return Draft(
         instruction=data["instruction"],
         blocks=blocks,
@@ -154,9 +152,11 @@ class DraftStore:
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
         return connection(self.path, self.timeout_s, synchronous="FULL")  # every step durable
 
-    def save(self, draft: Draft) -> None:
+    def save(self, draft: Draft, decoded: list[BlockText]) -> None:
+        """Store the draft with its blocks' decoded texts (`Drafter.decode`), which `show` and
+        `export` read without the model."""
         draft.updated = time.time()
-        body = json.dumps(draft_to_json(draft))
+        body = json.dumps(draft_to_json(draft, decoded))
         canvases = json.dumps([canvas_to_json(b.canvas) for b in draft.blocks])
         with self._connect() as db:
             db.execute(
@@ -177,11 +177,12 @@ class DraftStore:
             )
 
     def load(self, draft_id: str) -> Draft:
-        with self._connect() as db:
-            row = db.execute("SELECT body FROM drafts WHERE draft_id = ?", (draft_id,)).fetchone()
-        if row is None:
-            raise DraftError(f"no draft {draft_id!r} in this library")
-        return draft_from_json(json.loads(row[0]))
+        return draft_from_json(stored_body(self.path, draft_id, self.timeout_s))
+
+    def reading(self, draft_id: str) -> DraftReading | None:
+        """What the stored draft says, without its canvases; None for a draft saved before
+        decoded texts were stored."""
+        return DraftReading.from_body(stored_body(self.path, draft_id, self.timeout_s))
 
     def drafts(self) -> list[DraftSummary]:
         with self._connect() as db:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from engine.attribution import attribute_sentences
 from engine.context_cache import PrefixCaches
 from engine.denoiser import Denoiser, forbidden_token_ids
 from engine.draft import (
@@ -25,12 +24,14 @@ from engine.draft import (
     block_text,
     keep_change_base,
     new_draft,
+    pinned_spans,
     run_steps,
 )
+from engine.draft_reading import BlockText
 from engine.draft_store import DraftStore
 from engine.library import Library
 from engine.prompting import prompt_ids
-from engine.provenance import Citations, with_round
+from engine.provenance import current_citations, with_round
 from engine.sampler import pack_batch, renoise, step, window
 
 
@@ -100,7 +101,7 @@ class Drafter:
         for block in draft.blocks:  # each prompt must fit, even with no sources
             prompt_ids(self.tokenizer, budget, draft.instruction, block.heading, [])
         draft.rng_state = torch.Generator().manual_seed(seed).get_state().numpy().tobytes()
-        self.store.save(draft)
+        self.save(draft)
         return draft
 
     def view(self, draft: Draft, index: int) -> BlockView:
@@ -116,6 +117,22 @@ class Drafter:
 
     def text(self, draft: Draft, index: int) -> str:
         return block_text(self.tokenizer, draft.blocks[index])
+
+    def decode(self, draft: Draft) -> list[BlockText]:
+        """Each block's text (as cited, and as shown while drafting) and pins."""
+        return [
+            BlockText(
+                text=block_text(self.tokenizer, block),
+                shown=block_text(self.tokenizer, block, show_masks=not block.done),
+                pins=pinned_spans(self.tokenizer, block),
+                done=block.done,
+            )
+            for block in draft.blocks
+        ]
+
+    def save(self, draft: Draft) -> None:
+        """Persist the draft with its decoded texts, so it can be shown without the model."""
+        self.store.save(draft, self.decode(draft))
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -153,7 +170,7 @@ class Drafter:
             for i in active:
                 if draft.blocks[i].done:
                     self.cite(draft, i)
-            self.store.save(draft)
+            self.save(draft)
             yield StepEvent(
                 draft.draft_id,
                 draft.step,
@@ -267,10 +284,7 @@ class Drafter:
         stored was computed for this very text: attribution runs once per text, never to draw."""
         block = draft.blocks[index]
         text = self.text(draft, index)
-        if block.citations is not None and block.citations.text == text:
-            return
-        sentences = attribute_sentences(self.library, text, doc_ids=block.targets or None)
-        block.citations = Citations(text, sentences)
+        block.citations = current_citations(self.library, text, block.targets, block.citations)
 
     # -- operations that re-noise one block ------------------------------------------------------
 
@@ -286,7 +300,7 @@ class Drafter:
         block.prompt = None  # the next run retrieves again and rebuilds the prompt
         draft.rng_state = generator.get_state().numpy().tobytes()
         self.refresh_evidence(draft, [index])
-        self.store.save(draft)
+        self.save(draft)
 
     def retarget(self, draft: Draft, index: int, doc_ids: list[str], strength: float = 1.0) -> None:
         """Limit the block's retrieval to `doc_ids` (none: the whole library) and re-run it."""

@@ -5,6 +5,10 @@ class PalimpsestError(Exception):
     """A failure explained in one line a user can act on; the UI and CLI show it as it is."""
 
 
+class DraftError(PalimpsestError):
+    """An operation on a draft that cannot be done as asked; the message says why."""
+
+
 def first_line(error: BaseException, limit: int = 160) -> str:
     """The first line of an error's message (or its type), for embedding in our own message."""
     lines = str(error).strip().splitlines()

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from engine.attribution import SentenceSupport, sentences_from_records, sentences_to_records
-from engine.library import SearchHit
+from engine.attribution import (
+    SentenceSupport,
+    attribute_sentences,
+    sentences_from_records,
+    sentences_to_records,
+)
+from engine.library import Library, SearchHit
 
 MAX_READ_ROUNDS = 16  # a long run keeps its first round and the latest ones
 
@@ -75,3 +80,13 @@ class Citations:
     @classmethod
     def from_json(cls, data: dict) -> Citations:
         return cls(data["text"], sentences_from_records(data["sentences"]))
+
+
+def current_citations(
+    library: Library, text: str, targets: list[str], stored: Citations | None
+) -> Citations:
+    """The citations of `text`: `stored` when they were computed for this very text (attribution
+    runs once per text), else attributed now within the `targets` documents (none: all)."""
+    if stored is not None and stored.text == text:
+        return stored
+    return Citations(text, attribute_sentences(library, text, doc_ids=targets or None))

@@ -10,26 +10,22 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from engine.attribution import SentenceSupport, Support, attribute
 from engine.block_ops import ALREADY_RUNNING, RUNNING, DraftLeases, check_strength, unpin_span
 from engine.config import Settings
-from engine.conflicts import find_conflicts
 from engine.draft import (
     Draft,
     DraftError,
-    block_text,
     edit_text,
     keep_change_base,
     pin_selection,
-    pinned_spans,
 )
+from engine.draft_output import draft_json, export_reading
+from engine.draft_reading import DRAFTS_FILE, DraftReading
 from engine.draft_store import DraftStore
 from engine.drafting import Drafter, block_of
 from engine.embeddings import Embedder
-from engine.export import Citation, CitedSentence, ExportSection, export_draft
 from engine.library import Library
 from engine.models import Denoisers
-from engine.styled_export import style_citations
 
 
 class Workspace:
@@ -41,7 +37,7 @@ class Workspace:
     ):
         self.settings = settings
         self.library = Library(settings, embedder=embedder)
-        self.drafts = DraftStore(settings.library_dir / "drafts.sqlite3")
+        self.drafts = DraftStore(settings.library_dir / DRAFTS_FILE)
         self.denoisers = denoisers or Denoisers.for_settings(settings)
         self.leases = DraftLeases(settings.library_dir / "leases")
 
@@ -136,94 +132,24 @@ class Workspace:
             block_of(draft, block)  # a wrong number is refused before any model is loaded
             drafter = self.drafter(draft.settings.model, draft.settings.int8)
             change(drafter, draft)
-            self.drafts.save(draft)
+            drafter.save(draft)
         return draft, drafter
 
     # -- what a draft says and where it comes from ------------------------------------------
 
-    def sources(self, drafter: Drafter, draft: Draft, index: int, k: int = 3) -> list[Support]:
-        """The passages that support a block's current text, within its target documents."""
-        text = drafter.text(draft, index)
-        return attribute(self.library, text, k=k, doc_ids=draft.blocks[index].targets or None)
-
-    def citations(self, drafter: Drafter, draft: Draft, index: int) -> list[SentenceSupport]:
-        """The sentence-level citations of a block's current text: those stored with the draft
-        when they describe this text, else computed (a draft saved before they were stored;
-        the loaded copy keeps them, the stored draft is not changed)."""
-        drafter.cite(draft, index)
-        return draft.blocks[index].citations.sentences
+    def reading(self, draft_id: str) -> DraftReading:
+        """What the stored draft says: read without its model, or (a draft saved before decoded
+        texts were stored) decoded by it."""
+        stored = self.drafts.reading(draft_id)
+        if stored is not None:
+            return stored
+        draft, drafter = self.open(draft_id)
+        return DraftReading.of(draft, drafter.decode(draft))
 
     def to_json(self, drafter: Drafter, draft: Draft) -> dict:
-        """The draft as DESIGN section 3 shows it: blocks with text, step, pins and sources;
-        for a finished block, each sentence with its citations and where those disagree, what
-        the block read round by round, and the base of its pending tracked change."""
-        blocks = []
-        for index, block in enumerate(draft.blocks):
-            done_text = drafter.text(draft, index) if block.done else ""
-            cited = done_text.strip() != ""
-            sources = (
-                [s.to_json() for s in self.sources(drafter, draft, index)]
-                if cited
-                else [hit.to_json() for hit in block.evidence]
-            )
-            sentences = self.citations(drafter, draft, index) if cited else []
-            conflicts = find_conflicts([c.hit for s in sentences for c in s.citations])
-            blocks.append(
-                {
-                    "heading": block.heading,
-                    "text": block_text(drafter.tokenizer, block, show_masks=not block.done),
-                    "step": block.step,
-                    "steps_total": block.steps_total,
-                    "done": block.done,
-                    "targets": block.targets,
-                    "pins": [
-                        {"start": s, "end": e, "text": t}
-                        for s, e, t in pinned_spans(drafter.tokenizer, block)
-                    ],
-                    "sources": sources,
-                    "sentences": [s.to_json() for s in sentences],
-                    "conflicts": [c.to_json() for c in conflicts],
-                    "read": [r.to_json() for r in block.read],
-                    "redline": block.redline,
-                }
-            )
-        return {
-            "draft_id": draft.draft_id,
-            "title": draft.title,
-            "step": draft.step,
-            "done": draft.done,
-            "blocks": blocks,
-        }
+        """A draft in memory as DESIGN section 3 shows it (`engine.draft_output.block_json`)."""
+        return draft_json(self.library, DraftReading.of(draft, drafter.decode(draft)))
 
     def export(self, draft_id: str, fmt: str, path: str | Path, style: str | None = None) -> Path:
-        """Write the draft with a footnote per citation of each supported sentence, and the
-        unsupported sentences marked; citations in `style` with a bibliography (None: file
-        name and page label). A section's pending tracked change goes into a DOCX as Word
-        revisions."""
-        if fmt not in ("md", "docx"):
-            raise DraftError(f"unknown export format {fmt!r}: choose md or docx")
-        draft, drafter = self.open(draft_id)
-        texts = [drafter.text(draft, index) for index in range(len(draft.blocks))]
-        cited = [self.citations(drafter, draft, index) for index in range(len(draft.blocks))]
-        styled, bibliography = style_citations(self.library, style, cited) if style else ([], None)
-        sections = []
-        for index, (block, text, sentences) in enumerate(
-            zip(draft.blocks, texts, cited, strict=True)
-        ):
-            cites = styled[index] if style else [[""] * len(s.citations) for s in sentences]
-            notes = [
-                CitedSentence(s.start, s.end, _evidence_quotes(s, sentence_cites))
-                for s, sentence_cites in zip(sentences, cites, strict=True)
-            ]
-            base = block.redline if block.done else None
-            sections.append(ExportSection(block.heading, text, sentences=notes, previous=base))
-        return export_draft(path, fmt, draft.title, sections, draft.instruction, bibliography)
-
-
-def _evidence_quotes(sentence: SentenceSupport, cites: list[str]) -> list[Citation]:
-    """The sentence's citations as footnotes, each quoting the passage's matching sentence
-    (`cites`: each as a citation style prints it, or empty)."""
-    return [
-        Citation(c.hit.filename, c.hit.page_label, c.quote(), cite)
-        for c, cite in zip(sentence.citations, cites, strict=True)
-    ]
+        """Write the stored draft as Markdown or DOCX (`engine.draft_output.export_reading`)."""
+        return export_reading(self.library, self.reading(draft_id), fmt, path, style)

@@ -59,10 +59,10 @@ def finished(drafter: Drafter, tiny_model: Path) -> Draft:
 
 
 @pytest.fixture
-def draft(workspace: Workspace, finished: Draft) -> Draft:
+def draft(drafter: Drafter, finished: Draft) -> Draft:
     """A saved copy of the finished draft under a new id, for a test to change (drafting it
     once per test would cost seconds)."""
-    copy = draft_from_json(draft_to_json(finished))
+    copy = draft_from_json(draft_to_json(finished, drafter.decode(finished)))
     copy.draft_id = uuid.uuid4().hex[:12]
-    workspace.drafts.save(copy)
+    drafter.save(copy)
     return copy

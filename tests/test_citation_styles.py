@@ -128,7 +128,7 @@ def test_a_draft_exported_to_docx_shows_the_style_and_a_bibliography(
     drafter = workspace.drafter(str(tiny_model))
     draft = drafter.start("Payment terms", ["Payment"], draft_settings(tiny_model))
     edit_text(drafter.tokenizer, draft.blocks[0], copied)
-    workspace.drafts.save(draft)
+    drafter.save(draft)
 
     notes, paragraphs = _read(
         workspace.export(draft.draft_id, "docx", tmp_path / "l.docx", "legal")

@@ -184,8 +184,8 @@ def test_retargeted_block_takes_all_evidence_and_sources_from_that_document(
     assert events and all(e.stepped == [0] for e in events)
     assert draft.blocks[0].evidence
     assert {hit.doc_id for hit in draft.blocks[0].evidence} == {act.doc_id}
-    sources = workspace.sources(drafter, draft, 0)
-    assert sources and {s.hit.doc_id for s in sources} == {act.doc_id}
+    sources = workspace.to_json(drafter, draft)["blocks"][0]["sources"]
+    assert sources and {s["doc_id"] for s in sources} == {act.doc_id}
     other = {hit.doc_id for b in draft.blocks[1:] for hit in b.evidence}
     assert other != {act.doc_id}
 

@@ -408,7 +408,7 @@ def test_a_drafts_sentences_conflicts_and_notes_only_for_supported_sentences(
     draft = drafter.start("Payment terms", ["Payment", "Notice"], draft_settings(tiny_model))
     edit_text(drafter.tokenizer, draft.blocks[0], f"{copied} {unrelated}")
     edit_text(drafter.tokenizer, draft.blocks[1], notice)
-    workspace.drafts.save(draft)
+    drafter.save(draft)
 
     block, notice_block = workspace.to_json(drafter, draft)["blocks"]
     supported, unsupported = block["sentences"]

@@ -17,6 +17,7 @@ from scan_fixtures import blurred, image_pdf, joined_pdf, render_page, top_part
 import engine.cli
 from engine.config import Settings
 from engine.draft import Block, Draft, DraftSettings
+from engine.draft_reading import BlockText
 from engine.draft_store import draft_from_json, draft_to_json
 from engine.library import Library, SearchHit
 from engine.ocr import LOW_CONFIDENCE
@@ -73,7 +74,7 @@ def test_a_draft_saved_before_the_mark_still_loads(library):
     draft = Draft(
         "summarise", [Block("Terms", Canvas.empty(4, 0), evidence=[hit])], DraftSettings(), 0
     )
-    saved = draft_to_json(draft)
+    saved = draft_to_json(draft, [BlockText("", "▒▒▒▒", [], done=False)])
     for old in saved["blocks"][0]["evidence"]:  # as a draft saved before the fields existed
         del old["ocr_confidence"], old["low_confidence"]
     (loaded,) = draft_from_json(json.loads(json.dumps(saved))).blocks[0].evidence

@@ -1,18 +1,21 @@
 """Commands that need no model start at once: `--help` and `docs` import none of the heavy
-libraries, and `search` none of the neural ones (checked in a child process through
-`sys.modules`)."""
+libraries, and `search`, `show` and `export` none of the neural ones (checked in a child process
+through `sys.modules`)."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 
+import docx
 from conftest import REPO_ROOT, cli_env
 
 from engine.catalog import CATALOG_FILE, READY, Catalog
 from engine.chunking import Chunk
 from engine.documents import Page
+from engine.draft_reading import DRAFTS_FILE
 
 HEAVY = ("torch", "transformers", "chromadb", "sentence_transformers", "gradio")
 
@@ -90,3 +93,46 @@ def test_search_embeds_its_query_without_torch(sample_library):
     assert report["heavy"] == ["chromadb"]
     hits = json.loads(output)
     assert hits and all(hit["filename"].endswith(".pdf") for hit in hits)
+
+
+def test_show_and_export_read_a_stored_draft_without_its_model(workspace, drafter, draft, tmp_path):
+    """A stored draft is shown and exported from its stored texts (no torch, no model), exactly
+    as the workspace shows and exports the draft in memory."""
+    library = workspace.settings.library_dir
+    expected = workspace.to_json(drafter, draft)
+    output, report = run_cli("show", draft.draft_id, "--json", library=library)
+    assert report == {"exit": 0, "heavy": ["chromadb"]}
+    assert json.loads(output) == expected
+
+    output, report = run_cli(
+        "export",
+        draft.draft_id,
+        "--format",
+        "docx",
+        "-o",
+        str(tmp_path / "d.docx"),
+        library=library,
+    )
+    assert report == {"exit": 0, "heavy": ["chromadb"]} and output == f"wrote {tmp_path / 'd.docx'}"
+    text = "\n".join(p.text for p in docx.Document(tmp_path / "d.docx").paragraphs)
+    assert all(block["text"] in text for block in expected["blocks"])
+
+
+def test_a_draft_saved_without_its_texts_is_decoded_by_its_model(workspace, drafter, draft):
+    """Drafts saved before the decoded texts were stored still show, decoded the old way."""
+    library = workspace.settings.library_dir
+    expected = workspace.to_json(drafter, draft)
+    with sqlite3.connect(library / DRAFTS_FILE) as db:
+        (raw,) = db.execute(
+            "SELECT body FROM drafts WHERE draft_id = ?", (draft.draft_id,)
+        ).fetchone()
+        body = json.loads(raw)
+        for block in body["blocks"]:
+            del block["decoded"]
+        db.execute(
+            "UPDATE drafts SET body = ? WHERE draft_id = ?", (json.dumps(body), draft.draft_id)
+        )
+    assert workspace.drafts.reading(draft.draft_id) is None
+    output, report = run_cli("show", draft.draft_id, "--json", library=library)
+    assert report["exit"] == 0 and "torch" in report["heavy"]
+    assert json.loads(output) == expected
