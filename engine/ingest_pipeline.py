@@ -75,7 +75,7 @@ class _Parses:
         if self.pool is None:
             yield from self._here(self.jobs)
             return
-        submitted: list[Future] = []
+        submitted: list[Future | None] = []
         for index in range(len(self.jobs)):
             while len(submitted) < min(index + self.ahead, len(self.jobs)):
                 submitted.append(self.pool.submit(parse, self.jobs[len(submitted)]))
