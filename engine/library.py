@@ -406,10 +406,11 @@ class Library:
         """The `k` best (chunk_id, score) pairs for one query."""
         candidates = max(4 * k, 50)
         rankings: list[list[tuple[str, float]]] = []
-        allowed = None  # the rows of the documents in `doc_ids`
-        if doc_ids is not None:
-            parts = [snapshot.rows_by_doc.get(d, np.zeros(0, np.int64)) for d in doc_ids]
-            allowed = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+        allowed = None  # the rows of the documents in `doc_ids`, each once
+        if doc_ids is not None:  # (documents' rows are disjoint: np.unique cost 80 ms at 150k)
+            rows = snapshot.rows_by_doc
+            parts = [rows[d] for d in dict.fromkeys(doc_ids) if d in rows]
+            allowed = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         if vector is not None:
             rankings.append(self._dense(snapshot, vector, candidates, allowed))
         if mode in ("hybrid", "lexical"):
