@@ -101,7 +101,7 @@ def load_error(name: str, reason: str) -> ModelLoadError:
     )
 
 
-def _looks_like_path(name: str) -> bool:
+def looks_like_path(name: str) -> bool:
     """Hub ids are `name` or `owner/name`; anything else is meant as a folder."""
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
@@ -125,7 +125,7 @@ def load_pretrained(name: str | Path, load: Callable[[str, bool], T]) -> T:
     """
     name = str(name)
     folder = Path(name).expanduser()
-    if folder.exists() or _looks_like_path(name):
+    if folder.exists() or looks_like_path(name):
         if not folder.is_dir():
             raise load_error(name, "there is no such folder")
         if not (folder / "config.json").is_file():

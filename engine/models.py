@@ -11,10 +11,11 @@ import threading
 from pathlib import Path
 
 from engine.config import Settings
-from engine.denoiser import Denoiser, load_denoiser, model_budget
+from engine.denoiser import Denoiser, load_denoiser, looks_like_path, model_budget
 from engine.families import BERT_CHAT, Family, family_of_config
 from engine.model_budget import BudgetVerdict
 from engine.step_batcher import StepBatcher
+from engine.warmup import Deferred
 
 DEMO_MODEL = "demo"
 
@@ -45,6 +46,16 @@ class Denoisers:
                     denoiser = StepBatcher(denoiser, self.batch_rows)
                 self._loaded[model, int8] = denoiser
             return self._loaded[model, int8]
+
+    def preload(self, model: str) -> Denoiser:
+        """`get`, for a model at hand: "demo", a folder, or a hub id already in the local cache.
+        A hub id that would have to be downloaded raises `Deferred` instead: starting the app
+        never touches the network; the first draft with that model downloads it."""
+        folder = Path(model).expanduser()
+        at_hand = model == DEMO_MODEL or folder.exists() or looks_like_path(model)
+        if not at_hand and _config_at_hand(model) is None:
+            raise Deferred(f"{model} is not downloaded yet: the first draft with it fetches it")
+        return self.get(model)
 
     def family(self, model: str) -> Family | None:
         """The family of `model` without loading it: from the loaded denoiser, the folder's

@@ -41,7 +41,7 @@ class Workspaces:
         self.warmup = Warmup(
             [
                 ("the embedding model", lambda: self.embedder.model),
-                (f"the drafting model {model}", lambda: self.denoisers.get(model)),
+                (f"the drafting model {model}", lambda: self.denoisers.preload(model)),
             ]
         ).start()
         return self.warmup

@@ -92,7 +92,7 @@ def wait_until_mid_document(
 ) -> str:
     """Wait until a document is complete and the next one is half written: pending in SQLite,
     and (for PDFs of several embedding batches) a first batch of its vectors in Chroma, which
-    the upload's progress shows as "embedding NAME". Returns that name."""
+    the upload's progress shows as "adding NAME". Returns that name."""
     deadline = time.monotonic() + INGEST_S
     pending_since: dict[str, float] = {}
     while True:
@@ -103,11 +103,11 @@ def wait_until_mid_document(
         if counts["ready"] >= 1 and pending:
             if not several_batches:
                 return pending
-            embedding = page.evaluate(
-                "(text) => document.body.innerText.includes(text)", f"embedding {pending}"
+            adding = page.evaluate(
+                "(text) => document.body.innerText.includes(text)", f"adding {pending}"
             )
             since = pending_since.setdefault(pending, time.monotonic())
-            if embedding or time.monotonic() - since > 30:  # no progress shown: kill anyway
+            if adding or time.monotonic() - since > 30:  # no progress shown: kill anyway
                 return pending
         time.sleep(0.02)
 

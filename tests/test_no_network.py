@@ -396,13 +396,15 @@ def test_web_app_upload_and_search_never_touch_the_network(tmp_path: Path) -> No
                     expect(file_input).to_have_count(1)
                     file_input.set_input_files(str(SAMPLE_DIR / "nda.pdf"))
                     expect(page.locator("#upload-log textarea")).to_have_value(
-                        re.compile(r"added: nda\.pdf")
+                        re.compile(r"added: nda\.pdf"), timeout=WAIT_MS
                     )
                     page.locator("#search-box textarea, #search-box input").first.fill(
                         "trade secrets confidentiality period"
                     )
                     page.locator("#search-button").click()
-                    expect(page.locator("#search-results")).to_contain_text("nda.pdf")
+                    expect(page.locator("#search-results")).to_contain_text(
+                        "nda.pdf", timeout=WAIT_MS
+                    )
                     page.wait_for_timeout(1000)  # for late requests (Gradio never idles)
                     save_screenshot(page, "no-network-search")
             finally:

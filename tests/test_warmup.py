@@ -14,6 +14,7 @@ import urllib.request
 from conftest import REPO_ROOT, cli_env
 from helpers import free_port, wait_for_http
 
+from engine.models import DEMO_MODEL, Denoisers
 from engine.warmup import Warmup
 
 
@@ -88,3 +89,28 @@ def test_the_app_serves_and_reports_a_drafting_model_that_cannot_load(tmp_path):
     finally:
         app.terminate()
         app.wait(timeout=30)
+
+
+def test_a_drafting_model_not_downloaded_is_left_for_the_first_draft(tmp_path, monkeypatch):
+    """Starting the app never downloads: a hub id missing from the local cache is deferred (a note,
+    not a failure) without a request to the hub; a model at hand is loaded."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    asked_the_hub = []
+    monkeypatch.setattr("engine.denoiser._probe_hub", lambda name: asked_the_hub.append(name))
+    denoisers = Denoisers(tmp_path / "models")
+    hub_id = "dllm-hub/ModernBERT-large-chat-v0.1"
+
+    warmup = Warmup(
+        [
+            ("the drafting model demo", lambda: denoisers.preload(DEMO_MODEL)),
+            (f"the drafting model {hub_id}", lambda: denoisers.preload(hub_id)),
+        ]
+    ).start()
+    assert warmup.wait(120)
+    state = warmup.state()
+    assert state.ready and state.failures == ()
+    assert state.message.startswith("Ready: loaded the drafting model demo (")
+    assert state.notes == (f"{hub_id} is not downloaded yet: the first draft with it fetches it",)
+    assert asked_the_hub == []
+    assert state.to_json()["notes"] == list(state.notes)

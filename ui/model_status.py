@@ -16,6 +16,7 @@ ON_FIRST_USE = WarmupState(True, "Models load on first use.")
 
 def status_line(state: WarmupState) -> str:
     lines = [("✓ " if state.ready else "⏳ ") + state.message]
+    lines += [f"ℹ {note}." for note in state.notes]
     lines += [f"⚠ {failure}; choose another model under Settings." for failure in state.failures]
     return "\n\n".join(lines)
 
