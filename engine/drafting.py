@@ -54,6 +54,18 @@ class StepEvent:
     done: bool
 
 
+def section_query(instruction: str, heading: str, text: str) -> str:
+    """What a section's evidence is searched with: its heading and its text so far.
+
+    The draft's instruction is left out when the section has a heading: it is the same for every
+    section and mostly about form ("a memo to the partner, with citations"), and added to the
+    heading it cost a tenth of the answering passages found in the top 5 (bench/drafting_queries.py,
+    README "Passage retrieval"); a second query with it, fused, did no better than the heading.
+    """
+    subject = heading if heading.strip() else instruction
+    return " ".join(part for part in (subject.strip(), text.strip()) if part)
+
+
 class Drafter:
     """Drafts with one denoiser over one library, saving every step to a `DraftStore`."""
 
@@ -263,13 +275,13 @@ class Drafter:
         )
 
     def refresh_evidence(self, draft: Draft, indices: list[int]) -> None:
-        """Retrieve each block's evidence from the instruction, its heading and its text so far
-        (one search call for all of them, so their queries are embedded together)."""
+        """Retrieve each block's evidence with its `section_query` (one search call for all of
+        them, so their queries are embedded together)."""
         if not indices:
             return
         blocks = [draft.blocks[i] for i in indices]
         queries = [
-            " ".join([draft.instruction, block.heading, self.text(draft, i)])
+            section_query(draft.instruction, block.heading, self.text(draft, i))
             for i, block in zip(indices, blocks, strict=True)
         ]
         found = self.library.search_many(

@@ -19,7 +19,7 @@ from engine.draft import (
     text_and_spans,
     unpin_selection,
 )
-from engine.drafting import Drafter
+from engine.drafting import Drafter, section_query
 from engine.sampler import State
 
 
@@ -169,6 +169,26 @@ def test_an_operation_on_one_block_leaves_the_others_identical(drafter, workspac
     after = snapshot(draft)
     assert same_block(before[0], after[0])
     assert not same_block(before[1], after[1])
+
+
+def test_each_section_is_searched_by_its_heading_not_the_drafts_instruction(
+    drafter, workspace, tiny_model
+):
+    """The instruction is about a services agreement; sections on trade secrets and on data
+    subjects' rights must still read the NDA and the statute (with the instruction in the query,
+    both read the services agreement first)."""
+    headings = ["Trade secrets", "Rights of data subjects"]
+    draft = drafter.start(INSTRUCTION, headings, draft_settings(tiny_model), seed=3)
+    drafter.refresh_evidence(draft, [0, 1])
+    names = {record.doc_id: record.filename for record in workspace.library.documents()}
+    read = [[names[hit.doc_id] for hit in block.evidence] for block in draft.blocks]
+    assert read == [["nda.pdf"] * 2, ["data-protection-act.pdf"] * 2]
+
+
+def test_section_query_is_the_heading_and_text_so_far_else_the_instruction():
+    assert section_query("Write a memo.", "Notice period", "") == "Notice period"
+    assert section_query("Write a memo.", " Notice ", " Thirty days ") == "Notice Thirty days"
+    assert section_query("Write a memo.", "  ", "Thirty days") == "Write a memo. Thirty days"
 
 
 def test_retargeted_block_takes_all_evidence_and_sources_from_that_document(
