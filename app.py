@@ -69,13 +69,23 @@ def main(argv: list[str] | None = None) -> None:
     # Files being uploaded wait in the data folder, not in a shared /tmp, until ingested.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(settings.library_dir) / "uploads"))
 
-    from engine.workspaces import Workspaces
-    from ui.server import serve
+    from ui.boot import serve
+
+    def build():
+        """The app itself (Gradio, the engine, torch): imported and laid out while the address
+        already answers with a starting page (ui/boot.py); the models then load in the
+        background (engine/warmup.py)."""
+        from engine.workspaces import Workspaces
+        from ui.server import build_server
+
+        workspaces = Workspaces(settings, per_user=users is not None)
+        server = build_server(workspaces, users)
+        workspaces.warm_up()
+        return server
 
     quiet_model_loading()
-    workspaces = Workspaces(settings, per_user=users is not None)
     print(f"Library: {settings.library_dir}" + (" (one per user)" if users else ""), flush=True)
-    serve(workspaces, users, args.host, args.port)
+    serve(build, args.host, args.port)
 
 
 if __name__ == "__main__":

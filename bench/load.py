@@ -1,6 +1,7 @@
 """Several sessions drafting through the running app at once while another one uploads PDFs.
 
     python bench/load.py [--sessions 4] [--steps 16] [--tokens 64] [--sections 3] [--url URL]
+                         [--batch-drafts off|on|both]
 
 Starts `python app.py` on a temp library with the demo model (or uses `--url`), and drives it over
 HTTP with gradio_client, one `Client` per session (each has its own session, so its own
@@ -92,8 +93,9 @@ def local_env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_app(root: Path, model: str = "demo") -> Iterator[str]:
-    """`python app.py` on a free port with the library `root/library`; yields its URL."""
+def running_app(root: Path, model: str = "demo", batched: bool = False) -> Iterator[str]:
+    """`python app.py` on a free port with the library `root/library`; yields its URL. `batched`:
+    concurrent drafts' steps share forward passes (PALIMPSEST_BATCH_DRAFTS)."""
     os.environ.update(no_proxy="127.0.0.1,localhost", NO_PROXY="127.0.0.1,localhost")
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -102,7 +104,7 @@ def running_app(root: Path, model: str = "demo") -> Iterator[str]:
         process = subprocess.Popen(
             [sys.executable, "app.py", "--port", str(port), "--library", str(root / "library")],
             cwd=ROOT,
-            env=local_env(PALIMPSEST_MODEL=model),
+            env=local_env(PALIMPSEST_MODEL=model, PALIMPSEST_BATCH_DRAFTS="1" if batched else "0"),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -486,6 +488,16 @@ def default_uploads(with_corpus: bool = True) -> list[Path]:
     return samples + corpus
 
 
+MODES = ("off", "on", "both")
+
+
+def load_run(model: str, batched: bool, options: dict) -> dict:
+    """One `run_load` against a fresh app on a temporary library."""
+    with tempfile.TemporaryDirectory(prefix="palimpsest-load-") as folder:
+        with running_app(Path(folder), model, batched) as url:
+            return run_load(url, **options) | {"batched": batched}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=4, help="simultaneous drafting sessions")
@@ -499,6 +511,12 @@ def main() -> None:
     parser.add_argument("--model", default="demo", help="the model the drafts name")
     parser.add_argument("--no-corpus", action="store_true", help="upload only the samples")
     parser.add_argument("--url", help="an app already running (else one is started)")
+    parser.add_argument(
+        "--batch-drafts",
+        choices=MODES,
+        default="off",
+        help="drafts take turns (off), share forward passes (on), or one run of each (both)",
+    )
     args = parser.parse_args()
     options = {
         "sessions": args.sessions,
@@ -512,10 +530,23 @@ def main() -> None:
     }
     if args.url:
         report = run_load(args.url, **options)
+    elif args.batch_drafts != "both":
+        report = load_run(args.model, args.batch_drafts == "on", options)
     else:
-        with tempfile.TemporaryDirectory(prefix="palimpsest-load-") as folder:
-            with running_app(Path(folder), args.model) as url:
-                report = run_load(url, **options)
+        turns = load_run(args.model, False, options)
+        batched = load_run(args.model, True, options)
+        report = {
+            "taking turns": turns,
+            "batched": batched,
+            "batched over turns": {
+                key: _ratio(
+                    batched["time_per_step"]["under_load"],
+                    turns["time_per_step"]["under_load"],
+                    key,
+                )
+                for key in ("p50_ms", "p95_ms")
+            },
+        }
     report["machine"] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()}
     print(json.dumps(report, indent=2))
 

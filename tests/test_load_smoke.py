@@ -27,10 +27,13 @@ def load_bench():
 
 
 @pytest.mark.timeout(400)  # a hang guard: it takes well under 90 s on a quiet 2-core machine
-def test_four_sessions_draft_while_a_fifth_uploads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["taking-turns", "batched"])
+def test_four_sessions_draft_while_a_fifth_uploads(tmp_path: Path, batched: bool) -> None:
+    """With `batched`, the sessions' steps share forward passes (engine/step_batcher.py): each
+    draft must still get its own rows back."""
     bench = load_bench()
     uploads = bench.default_uploads(with_corpus=False)
-    with bench.running_app(tmp_path) as url:
+    with bench.running_app(tmp_path, batched=batched) as url:
         report = bench.run_load(
             url,
             sessions=4,

@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 
 import gradio as gr
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.background import BackgroundTask
@@ -109,11 +108,3 @@ def build_server(workspaces: Workspaces, users: Users | None) -> FastAPI:
     )
     mounted += [route.app for route in server.routes if isinstance(route, Mount)]
     return server
-
-
-def serve(workspaces: Workspaces, users: Users | None, host: str, port: int) -> None:
-    server = build_server(workspaces, users)
-    workspaces.warm_up()  # the models load while the first page is served
-    print(f"Palimpsest is serving on http://{host}:{port}/", flush=True)
-    # Open event streams would hold a graceful shutdown (Ctrl-C) for as long as a page is open.
-    uvicorn.run(server, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
