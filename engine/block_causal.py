@@ -28,6 +28,7 @@ exact logits without a full recompute.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,7 @@ class BlockCausalCache:
         self.prefixes: list[Tensor] = []
         self.tails: list[Tensor | None] = []  # final hidden state at prefix end - 1 (shift 1)
         self.forwarded_tokens = 0
+        self._turns = threading.Lock()
 
     def _match(self, plans: list[_RowPlan]) -> tuple[list[int], list[int]]:
         """Per plan, the cached row to reuse (-1: none) and how many of its positions."""
@@ -183,7 +185,15 @@ class BlockCausalCache:
 
     def logits(self, input_ids: Tensor, attention_mask: Tensor, positions: Tensor) -> Tensor:
         """Logits [N, V] at the True entries of `positions` [B, L], row-major: those of the full
-        block-causal pass over each right-padded row."""
+        block-causal pass over each right-padded row.
+
+        Calls take turns: concurrent drafts share one denoiser, so one cache, from their own
+        threads, and a call must never read the cache while another rewrites it (without this
+        lock, two drafts got each other's keys and values: wrong logits, no error)."""
+        with self._turns:
+            return self._logits(input_ids, attention_mask, positions)
+
+    def _logits(self, input_ids: Tensor, attention_mask: Tensor, positions: Tensor) -> Tensor:
         input_ids, attention_mask, positions = (
             t.cpu() for t in (input_ids, attention_mask, positions)
         )

@@ -13,6 +13,7 @@ for position i at i; Fast-dLLM v2 at i - 1 (its token shift).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -449,3 +450,30 @@ def test_tied_embeddings_and_attention_bias(tmp_path: Path) -> None:
     tied = load_sdar(folder, dtype=torch.float32, device=CPU)
     assert tied.lm_head.weight is tied.model.embed_tokens.weight
     assert tied.model.layers[0].self_attn.o_proj.bias is not None
+
+
+def test_drafts_on_two_threads_share_one_cache_and_each_gets_its_own_logits(
+    case: Case, denoiser: BlockCausalDenoiser, model: BlockCausalLM
+) -> None:
+    """Concurrent drafts call one denoiser from their own threads (unbatched, they take turns):
+    the cache is shared state, so each call must see it whole, never half of another's update."""
+    errors: list[str] = []
+    start = threading.Barrier(2)
+
+    def decode(row: list[int]) -> None:
+        ids, mask = _batch([row], case.pad_id)
+        start.wait(timeout=30)
+        while (positions := _current_block(ids, mask, case.mask_id)).any():
+            cached = denoiser.logits(ids, mask, positions)
+            gap = float((cached - _full(model, ids, mask, positions)).abs().max())
+            if gap >= TOLERANCE:
+                errors.append(f"a row of length {len(row)} got logits off by {gap}")
+            ids = _commit_most_confident(ids, positions, cached)
+
+    for _ in range(3):
+        threads = [threading.Thread(target=decode, args=(row,)) for row in case.rows()[:2]]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert errors == []
