@@ -210,10 +210,13 @@ def word_overlap(sentence: str, passage: str) -> float:
     return len(words & content_words(passage)) / len(words) if words else 0.0
 
 
-# Calibrated on the sample library (30 sentences copied from its pages, 16 light paraphrases,
-# 16 unrelated sentences from other fields and other areas of law): copied 0.63-1.00, paraphrased
-# 0.45-0.87, unrelated 0.02-0.30. The threshold sits in the gap between the last two.
-SUPPORTED_AT = 0.38
+# Set on the sample library (30 sentences copied from its pages, 16 light paraphrases, 16 unrelated
+# sentences: copied 0.63-1.00, paraphrased 0.45-0.87, unrelated 0.02-0.30), then checked on 48
+# real PDFs it never saw (bench/attribution_eval.py): there, 0.38 let 4.9% of unrelated sentences
+# and 16% of sentences whose source was withheld pass as supported, on shared common words; 0.42
+# halves both (2.5%, 8.4%) and still supports 153 of 154 copied sentences and all 24 paraphrases
+# (lowest 0.5), with the samples' lowest paraphrase (0.45) above it.
+SUPPORTED_AT = 0.42
 SENTENCE_CANDIDATES = 5  # passages scored per sentence
 
 
