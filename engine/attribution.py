@@ -20,10 +20,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from difflib import SequenceMatcher
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.library import Library, SearchHit
+from engine.search_hit import SearchHit
+
+if TYPE_CHECKING:  # only in annotations: reading a stored draft needs no stores
+    from engine.library import Library
 
 MIN_SPAN_WORDS = 3
 DENSE_WEIGHT = 0.5  # support = 0.5 * cosine similarity + 0.5 * share of the text matched verbatim

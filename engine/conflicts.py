@@ -19,7 +19,7 @@ from datetime import date
 from itertools import combinations
 
 from engine.attribution import STOPWORDS, content_words, split_sentences, stem
-from engine.library import SearchHit
+from engine.search_hit import SearchHit
 
 CONTEXT_BEFORE = 8  # words of the sentence before a quantity that describe it
 CONTEXT_AFTER = 4

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 from engine.config import DEFAULT_MODEL
 from engine.errors import DraftError
 from engine.families import RECIPE_FIELDS, Recipe, fast_cpu
-from engine.library import SearchHit
 from engine.provenance import Citations, ReadRound
 from engine.sampler import Canvas, SamplerSettings, State, pin, unpin
+from engine.search_hit import SearchHit
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

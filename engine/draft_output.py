@@ -8,15 +8,18 @@ citations stored with the text they describe are used as they are.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.attribution import SentenceSupport, attribute
 from engine.conflicts import find_conflicts
 from engine.draft_reading import BlockReading, DraftReading
 from engine.errors import DraftError
 from engine.export import Citation, CitedSentence, ExportSection, export_draft
-from engine.library import Library
 from engine.provenance import current_citations
 from engine.styled_export import style_citations
+
+if TYPE_CHECKING:  # only in annotations: reading a stored draft needs no stores
+    from engine.library import Library
 
 FORMATS = ("md", "docx")
 

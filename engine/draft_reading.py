@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from engine.database import connection
 from engine.errors import DraftError
-from engine.library import SearchHit
 from engine.provenance import Citations, ReadRound
+from engine.search_hit import SearchHit
 
 if TYPE_CHECKING:
     from engine.draft import Block, Draft

@@ -15,7 +15,7 @@ import re
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ from engine.metadata import DocumentMetadata, MetadataError, edited
 from engine.ocr import is_low_confidence
 from engine.pdf_metadata import extract_metadata
 from engine.processes import process_alive
+from engine.search_hit import SearchHit
 from engine.vectors import VectorStore
 
 SEARCH_MODES = ("hybrid", "dense", "lexical")
@@ -49,33 +50,6 @@ OVERFETCH_MAX = 1000
 
 # (fraction done, what is happening) -> None
 Progress = Callable[[float, str], None]
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    chunk_id: str
-    doc_id: str
-    filename: str
-    page_index: int
-    page_label: str
-    char_start: int
-    char_end: int
-    score: float
-    text: str
-    # Set when the page's text was recognised by OCR; drafts saved before lack both fields.
-    ocr_confidence: float | None = None
-    low_confidence: bool = False  # under its engine's bound: the passage may be misread
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    def page_note(self) -> str:
-        """Where the passage is, as shown beside it: "p. 3", "p. 3 · OCR" for a recognised
-        page, "p. 3 · OCR, low confidence 0.82" for one that may be misread."""
-        note = f"p. {self.page_label}"
-        if self.low_confidence:
-            return f"{note} · OCR, low confidence {self.ocr_confidence:.2f}"
-        return f"{note} · OCR" if self.ocr_confidence is not None else note
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from engine.denoiser import build_prompt_ids
 from engine.draft import DraftError
-from engine.library import SearchHit
+from engine.search_hit import SearchHit
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -11,6 +11,7 @@ Two different things, shown apart because they answer different questions:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from engine.attribution import (
     SentenceSupport,
@@ -18,7 +19,10 @@ from engine.attribution import (
     sentences_from_records,
     sentences_to_records,
 )
-from engine.library import Library, SearchHit
+from engine.search_hit import SearchHit
+
+if TYPE_CHECKING:  # only in annotations: reading a stored draft needs no stores
+    from engine.library import Library
 
 MAX_READ_ROUNDS = 16  # a long run keeps its first round and the latest ones
 

@@ -13,7 +13,7 @@ import html
 
 from engine.conflicts import find_conflicts
 from engine.draft import Draft, block_text
-from engine.library import SearchHit
+from engine.search_hit import SearchHit
 from ui.document_view import fresh_citations, section_meta
 
 SNIPPET = 220
