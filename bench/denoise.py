@@ -83,11 +83,11 @@ from engine.denoiser import (
 )
 from engine.draft import DraftSettings
 from engine.draft_store import DraftStore
-from engine.drafting import Drafter
+from engine.drafting import Drafter, section_query
 from engine.families import BERT_CHAT, FAST_THRESHOLD
-from engine.library import SearchHit
 from engine.prompting import SYSTEM, edges_first
 from engine.sampler import Canvas, State, active, step
+from engine.search_hit import SearchHit
 from engine.testmodels import build_shaped_modernbert, build_tiny_modernbert
 
 if TYPE_CHECKING:
@@ -219,7 +219,7 @@ Inputs = tuple[Tensor, Tensor, Tensor]  # input_ids, attention_mask, positions (
 
 class FixedEvidence:
     """The library as the drafter sees it (`search_many`), serving each section its own
-    synthetic passages: a query is the instruction, the heading, then the section's text."""
+    synthetic passages: a query is the section's heading, then its text (`section_query`)."""
 
     def __init__(self, sections: list[Section]):
         self.sections = sections
@@ -231,7 +231,7 @@ class FixedEvidence:
 
     def hits(self, query: str) -> list[SearchHit]:
         for section in self.sections:
-            if query.startswith(f"{INSTRUCTION} {section.heading}"):
+            if query.startswith(section_query(INSTRUCTION, section.heading, "")):
                 return section.evidence
         raise ValueError(f"no section for the query {query[:80]!r}")
 
