@@ -43,6 +43,7 @@ from engine.families import (
     special_ids,
 )
 from engine.model_budget import BudgetVerdict, check_budget, parameter_count, require_fits
+from engine.model_loading import MODEL_LOADS
 
 if TYPE_CHECKING:  # transformers is imported by the loaders: the app's first page need not wait
     from transformers import PreTrainedTokenizerBase
@@ -490,15 +491,16 @@ def load_denoiser(
     if verdict is not None:
         require_fits(verdict)
     folder = model_folder(name)
-    if family.architecture == "block_causal":
-        from engine.block_causal import BlockCausalDenoiser
+    with MODEL_LOADS:
+        if family.architecture == "block_causal":
+            from engine.block_causal import BlockCausalDenoiser
 
-        denoiser = BlockCausalDenoiser(folder, family, device=device, name=name)
-    elif family.architecture == "masked_lm":
-        denoiser = HFMaskedLMDenoiser(folder, device=device, int8=int8, name=name)
-    elif family.architecture in ("llada", "dream"):
-        denoiser = NativeDenoiser(folder, family, device=device, name=name)
-    else:
-        denoiser = TrustRemoteCodeDenoiser(folder, device=device, name=name)
+            denoiser = BlockCausalDenoiser(folder, family, device=device, name=name)
+        elif family.architecture == "masked_lm":
+            denoiser = HFMaskedLMDenoiser(folder, device=device, int8=int8, name=name)
+        elif family.architecture in ("llada", "dream"):
+            denoiser = NativeDenoiser(folder, family, device=device, name=name)
+        else:
+            denoiser = TrustRemoteCodeDenoiser(folder, device=device, name=name)
     denoiser.budget = verdict
     return denoiser

@@ -13,6 +13,7 @@ import threading
 import numpy as np
 
 from engine.errors import PalimpsestError, first_line
+from engine.model_loading import MODEL_LOADS
 from engine.query_encoder import QueryEncoder
 
 
@@ -43,7 +44,8 @@ class Embedder:
                 from sentence_transformers import SentenceTransformer
 
                 try:
-                    self._model = SentenceTransformer(self.name, device=self.device)
+                    with MODEL_LOADS:
+                        self._model = SentenceTransformer(self.name, device=self.device)
                 except Exception as error:
                     raise EmbeddingModelError(
                         f"cannot load the embedding model {self.name!r} ({first_line(error)}); "

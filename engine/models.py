@@ -14,6 +14,7 @@ from engine.config import Settings
 from engine.denoiser import Denoiser, load_denoiser, looks_like_path, model_budget
 from engine.families import BERT_CHAT, Family, family_of_config
 from engine.model_budget import BudgetVerdict
+from engine.model_loading import MODEL_LOADS
 from engine.step_batcher import StepBatcher
 from engine.warmup import Deferred
 
@@ -93,7 +94,8 @@ class Denoisers:
         if not (folder / "config.json").is_file():
             from engine.testmodels import build_tiny_bert
 
-            build_tiny_bert(folder)
+            with MODEL_LOADS:  # building a model ties its weights, which a load may switch off
+                build_tiny_bert(folder)
         return str(folder)
 
 
