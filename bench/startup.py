@@ -3,7 +3,8 @@
     python bench/startup.py [--library DIR] [--chunks 10000] [--repeats 3]
 
 Prints JSON: the median wall time of `python -c pass`, `palimpsest --help`, `palimpsest docs`,
-`show` and `export` (DOCX) of a finished two-section draft (drafted once with the demo model), a
+`show` and `export` (DOCX) of a finished two-section draft (drafted once with the demo model),
+`accept` and `edit` of one of its sections (the model's tokenizer is loaded, not its weights), a
 cold `palimpsest search` (a new process: imports, the query encoder, Chroma, the saved lexical
 index) on a library of about `--chunks` chunks, and of `python app.py` from start to its address
 answering (a starting page while the app is built), to its first page served and to `/ready` (its
@@ -37,6 +38,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 QUERY = "how much notice to terminate for convenience"
+EDIT = "Either party may terminate this Agreement on thirty days' written notice."
 
 
 def wall_seconds(command: list[str], repeats: int) -> dict:
@@ -184,6 +186,9 @@ def main() -> None:
             "export": cli
             + ["export", draft_id, "--format", "docx", "-o", str(exported)]
             + ["--library", str(library_dir)],
+            "accept": cli + ["accept", draft_id, "--block", "1", "--library", str(library_dir)],
+            "edit": cli
+            + ["edit", draft_id, "--block", "2", "--text", EDIT, "--library", str(library_dir)],
         }
         report: dict = {
             "library": {"folder": str(library_dir), "chunks": ready_chunks(library_dir)},

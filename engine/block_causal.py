@@ -65,6 +65,14 @@ _LOADERS: tuple[tuple[Callable[[dict], bool], Callable[..., BlockCausalLM], Call
 )
 
 
+def block_causal_loaders(name: str, config: dict) -> tuple[Callable[..., BlockCausalLM], Callable]:
+    """The model and tokenizer loaders of a block-causal config (SDAR or Fast-dLLM v2)."""
+    loaders = next((pair for matches, *pair in _LOADERS if matches(config)), None)
+    if loaders is None or block_causal_family(config) is None:
+        raise load_error(name, "its config.json is not SDAR or Fast-dLLM v2")
+    return loaders[0], loaders[1]
+
+
 def block_causal_family(config: dict) -> Family | None:
     """The block-causal family a parsed config.json belongs to, if any."""
     return next((f for f in BLOCK_CAUSAL_FAMILIES if f.matches(config)), None)
@@ -245,11 +253,8 @@ class BlockCausalDenoiser(_FamilyIds):
         self.int8 = False
         self.context_cache = None
         config = _read_config(self.name, Path(folder))
-        loaders = next((pair for matches, *pair in _LOADERS if matches(config)), None)
         family = family or block_causal_family(config)
-        if loaders is None or family is None:
-            raise load_error(self.name, "its config.json is not SDAR or Fast-dLLM v2")
-        load_model, load_tokenizer = loaders
+        load_model, load_tokenizer = block_causal_loaders(self.name, config)
         self.tokenizer = _attempt(self.name, lambda: load_tokenizer(folder))
         self.model = _attempt(
             self.name, lambda: load_model(folder, dtype=dtype, device=self.device)

@@ -23,6 +23,7 @@ from engine.metadata import DocumentMetadata
 
 if TYPE_CHECKING:
     from engine.draft import Draft
+    from engine.draft_editor import DraftEditor
     from engine.draft_reading import DraftReading
     from engine.drafting import Drafter
     from engine.library import Library
@@ -150,7 +151,7 @@ def cmd_draft(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     workspace = open_workspace(args)
-    draft, drafter = workspace.open(args.draft_id)
+    draft, drafter = workspace.open_to_run(args.draft_id)
     with workspace.running(draft.draft_id):
         run_to_stderr(drafter, draft, args.stop_after)
     print_draft(workspace.to_json(drafter, draft), args.json)
@@ -188,18 +189,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # -- block operations: `--block N` counts from 1, as `show` and the web app number blocks ------
 
-BlockOperation = Callable[["Workspace", int], "tuple[Draft, Drafter]"]
+BlockEdit = Callable[["Workspace", int], "tuple[Draft, DraftEditor]"]
+BlockRenoise = Callable[["Workspace", int], "tuple[Draft, Drafter]"]
 
 
-def changed_block(args: argparse.Namespace, operation: BlockOperation) -> int:
-    """Apply one block operation (a Workspace transaction) and print the draft as `show` does."""
+def changed_block(args: argparse.Namespace, operation: BlockEdit) -> int:
+    """Apply one block operation (a Workspace transaction, which loads the model's tokenizer
+    only) and print the draft as `show` does."""
     workspace = open_workspace(args)
-    draft, drafter = operation(workspace, args.block - 1)
-    print_draft(workspace.to_json(drafter, draft), args.json)
+    draft, editor = operation(workspace, args.block - 1)
+    print_draft(workspace.to_json(editor, draft), args.json)
     return EXIT_OK
 
 
-def redrafted_block(args: argparse.Namespace, operation: BlockOperation) -> int:
+def redrafted_block(args: argparse.Namespace, operation: BlockRenoise) -> int:
     """Re-noise a block (re-run or retarget), then redraft it alone in this process, holding
     the draft as running so no other operation lands between two of its steps."""
     workspace = open_workspace(args)

@@ -265,12 +265,12 @@ class HFMaskedLMDenoiser(_FamilyIds):
         self.device = pick_device(device)
         dtype = dtype or _default_dtype(self.device)
         folder = str(folder)
-        from transformers import AutoModelForMaskedLM, AutoTokenizer, ModernBertForMaskedLM
+        from transformers import AutoModelForMaskedLM, ModernBertForMaskedLM
 
         self.tokenizer, self.model = _attempt(
             self.name,
             lambda: (
-                AutoTokenizer.from_pretrained(folder, local_files_only=True),
+                masked_lm_tokenizer(folder),
                 AutoModelForMaskedLM.from_pretrained(folder, local_files_only=True, dtype=dtype),
             ),
         )
@@ -320,13 +320,10 @@ class NativeDenoiser(_FamilyIds):
         self.int8 = False
         config = _read_config(self.name, Path(folder))
         if family.architecture == "dream":
-            from engine.architectures.dream import load_dream, load_dream_tokenizer
-
-            load_model, load_tokenizer = load_dream, load_dream_tokenizer
+            from engine.architectures.dream import load_dream as load_model
         else:
-            from engine.architectures.llada import load_llada, load_llada_tokenizer
-
-            load_model, load_tokenizer = load_llada, load_llada_tokenizer
+            from engine.architectures.llada import load_llada as load_model
+        load_tokenizer = tokenizer_loader(self.name, family, config)
         self.tokenizer = _attempt(self.name, lambda: load_tokenizer(folder))
         self.model = _attempt(
             self.name, lambda: load_model(folder, dtype=dtype, device=self.device)
@@ -361,12 +358,12 @@ class TrustRemoteCodeDenoiser(_FamilyIds):
         self.int8 = False
         folder = str(folder)
         kwargs = {"local_files_only": True, "trust_remote_code": True}
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
         self.tokenizer, self.model = _attempt(
             self.name,
             lambda: (
-                AutoTokenizer.from_pretrained(folder, **kwargs),
+                remote_code_tokenizer(folder),
                 AutoModel.from_pretrained(folder, dtype=dtype, **kwargs),
             ),
         )
@@ -382,6 +379,41 @@ class TrustRemoteCodeDenoiser(_FamilyIds):
         attention_mask = attention_mask.to(self.device)
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
         return logits[positions.to(self.device)]
+
+
+def masked_lm_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+
+def remote_code_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=True)
+
+
+def tokenizer_loader(
+    name: str, family: Family, config: dict
+) -> Callable[[str | Path], PreTrainedTokenizerBase]:
+    """How the tokenizer of model `name` (of `family`) is loaded from its folder: the one
+    function both the adapters and `load_tokenizer` use, so a draft read without its model is
+    tokenized exactly as it was drafted."""
+    if family.architecture == "block_causal":
+        from engine.block_causal import block_causal_loaders
+
+        return block_causal_loaders(name, config)[1]
+    if family.architecture == "dream":
+        from engine.architectures.dream import load_dream_tokenizer
+
+        return load_dream_tokenizer
+    if family.architecture == "llada":
+        from engine.architectures.llada import load_llada_tokenizer
+
+        return load_llada_tokenizer
+    if family.architecture == "masked_lm":
+        return masked_lm_tokenizer
+    return remote_code_tokenizer
 
 
 def quantize_linear_layers(model: nn.Module) -> None:
@@ -475,6 +507,17 @@ def model_budget(
         tokens_per_section=TYPICAL_SECTION_TOKENS,
         tokens_per_step=family.recipe.tokens_per_step,
     )
+
+
+def load_tokenizer(name: str | Path) -> PreTrainedTokenizerBase:
+    """The tokenizer `load_denoiser(name)` gives its denoiser, without the model's weights: all
+    that showing, pinning or editing a stored draft needs (seconds, where an 8B model takes
+    minutes and gigabytes)."""
+    name = str(name)
+    config = model_config(name)
+    load = tokenizer_loader(name, model_family(name, config), config)
+    folder = model_folder(name)
+    return _attempt(name, lambda: load(folder))
 
 
 def load_denoiser(

@@ -21,28 +21,16 @@ from engine.draft import (
     Draft,
     DraftError,
     DraftSettings,
-    block_text,
     keep_change_base,
     new_draft,
-    pinned_spans,
     run_steps,
 )
-from engine.draft_reading import BlockText
+from engine.draft_editor import BlockView, DraftEditor
 from engine.draft_store import DraftStore
 from engine.library import Library
 from engine.prompting import prompt_ids
-from engine.provenance import current_citations, with_round
+from engine.provenance import with_round
 from engine.sampler import pack_batch, renoise, step, window
-
-
-@dataclass(frozen=True)
-class BlockView:
-    heading: str
-    text: str  # masks shown as MASK_GLYPH
-    step: int
-    steps_total: int
-    masked: int
-    done: bool
 
 
 @dataclass(frozen=True)
@@ -66,14 +54,12 @@ def section_query(instruction: str, heading: str, text: str) -> str:
     return " ".join(part for part in (subject.strip(), text.strip()) if part)
 
 
-class Drafter:
+class Drafter(DraftEditor):
     """Drafts with one denoiser over one library, saving every step to a `DraftStore`."""
 
     def __init__(self, library: Library, denoiser: Denoiser, store: DraftStore):
-        self.library = library
+        super().__init__(library, denoiser.tokenizer, store)
         self.denoiser = denoiser
-        self.store = store
-        self.tokenizer = denoiser.tokenizer
         self.forbidden = forbidden_token_ids(
             self.tokenizer, denoiser.vocab_size, denoiser.mask_token_id, denoiser.end_ids
         )
@@ -115,36 +101,6 @@ class Drafter:
         draft.rng_state = torch.Generator().manual_seed(seed).get_state().numpy().tobytes()
         self.save(draft)
         return draft
-
-    def view(self, draft: Draft, index: int) -> BlockView:
-        block = draft.blocks[index]
-        return BlockView(
-            heading=block.heading,
-            text=block_text(self.tokenizer, block, show_masks=True),
-            step=block.step,
-            steps_total=block.steps_total,
-            masked=block.canvas.n_open,
-            done=block.done,
-        )
-
-    def text(self, draft: Draft, index: int) -> str:
-        return block_text(self.tokenizer, draft.blocks[index])
-
-    def decode(self, draft: Draft) -> list[BlockText]:
-        """Each block's text (as cited, and as shown while drafting) and pins."""
-        return [
-            BlockText(
-                text=block_text(self.tokenizer, block),
-                shown=block_text(self.tokenizer, block, show_masks=not block.done),
-                pins=pinned_spans(self.tokenizer, block),
-                done=block.done,
-            )
-            for block in draft.blocks
-        ]
-
-    def save(self, draft: Draft) -> None:
-        """Persist the draft with its decoded texts, so it can be shown without the model."""
-        self.store.save(draft, self.decode(draft))
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -290,13 +246,6 @@ class Drafter:
         for block, evidence in zip(blocks, found, strict=True):
             block.evidence = evidence
             block.read = with_round(block.read, draft.step, evidence)
-
-    def cite(self, draft: Draft, index: int) -> None:
-        """Store what supports the block's current text (sentence by sentence), unless what is
-        stored was computed for this very text: attribution runs once per text, never to draw."""
-        block = draft.blocks[index]
-        text = self.text(draft, index)
-        block.citations = current_citations(self.library, text, block.targets, block.citations)
 
     # -- operations that re-noise one block ------------------------------------------------------
 

@@ -9,14 +9,24 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.config import Settings
-from engine.denoiser import Denoiser, load_denoiser, looks_like_path, model_budget
+from engine.denoiser import (
+    Denoiser,
+    load_denoiser,
+    load_tokenizer,
+    looks_like_path,
+    model_budget,
+)
 from engine.families import BERT_CHAT, Family, family_of_config
 from engine.model_budget import BudgetVerdict
 from engine.model_loading import MODEL_LOADS
 from engine.step_batcher import StepBatcher
 from engine.warmup import Deferred
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 DEMO_MODEL = "demo"
 
@@ -30,6 +40,7 @@ class Denoisers:
         self.models_dir = models_dir
         self.batch_rows = batch_rows
         self._loaded: dict[tuple[str, bool], Denoiser] = {}
+        self._tokenizers: dict[str, PreTrainedTokenizerBase] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -47,6 +58,17 @@ class Denoisers:
                     denoiser = StepBatcher(denoiser, self.batch_rows)
                 self._loaded[model, int8] = denoiser
             return self._loaded[model, int8]
+
+    def tokenizer(self, model: str) -> PreTrainedTokenizerBase:
+        """The tokenizer of `model`: a loaded denoiser's, else loaded alone (and kept), so that
+        reading or editing a draft never waits for the model's weights."""
+        with self._lock:
+            for (name, _), denoiser in self._loaded.items():
+                if name == model:
+                    return denoiser.tokenizer
+            if model not in self._tokenizers:
+                self._tokenizers[model] = load_tokenizer(self._path(model))
+            return self._tokenizers[model]
 
     def preload(self, model: str) -> Denoiser:
         """`get`, for a model at hand: "demo", a folder, or a hub id already in the local cache.

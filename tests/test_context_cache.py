@@ -166,7 +166,7 @@ def run_in_pieces(workspace, drafter, settings, stops: list[int]):
     draft = drafter.start(INSTRUCTION, HEADINGS, settings, seed=3)
     for stop in stops:
         list(drafter.run(draft, stop_after=stop))
-        draft, drafter = workspace.open(draft.draft_id)
+        draft, drafter = workspace.open_to_run(draft.draft_id)
     list(drafter.run(draft))
     return draft
 

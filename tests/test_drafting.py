@@ -124,7 +124,7 @@ def test_resume_from_the_store_equals_the_uninterrupted_run(drafter, workspace, 
     paused = drafter.start(INSTRUCTION, HEADINGS, settings, seed=11)
     finished(drafter, paused, stop_after=3)
     assert paused.step == 3 and not paused.done
-    reloaded, fresh_drafter = workspace.open(paused.draft_id)
+    reloaded, fresh_drafter = workspace.open_to_run(paused.draft_id)
     finished(fresh_drafter, reloaded)
     assert all(same_block(a, b) for a, b in zip(snapshot(whole), snapshot(reloaded), strict=True))
 

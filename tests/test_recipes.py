@@ -225,7 +225,7 @@ def test_resume_is_exact_with_sub_blocks_and_sampling(workspace, checkpoints):
     list(drafter.run(whole))
     paused = drafter.start(INSTRUCTION, HEADINGS, settings, seed=5)
     list(drafter.run(paused, stop_after=37))  # stops inside the second sub-block
-    reloaded, fresh = workspace.open(paused.draft_id)
+    reloaded, fresh = workspace.open_to_run(paused.draft_id)
     assert reloaded.blocks[0].window_start == 32
     list(fresh.run(reloaded))
     for a, b in zip(whole.blocks, reloaded.blocks, strict=True):

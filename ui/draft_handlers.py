@@ -18,6 +18,7 @@ from typing import Any
 import gradio as gr
 
 from engine.draft import Draft, DraftError, DraftSettings
+from engine.draft_editor import DraftEditor
 from engine.drafting import Drafter
 from engine.errors import PalimpsestError
 from engine.models import DEMO_MODEL
@@ -39,7 +40,7 @@ NO_PAGE = "Click a citation marker or a source to see its page."
 
 
 def draft_view(
-    draft: Draft, drafter: Drafter, focus: int | None, status: str, running: bool = False
+    draft: Draft, editor: DraftEditor, focus: int | None, status: str, running: bool = False
 ) -> Changes:
     """Everything the screen shows of a draft, from its stored state."""
     if focus is not None and not 0 <= focus < len(draft.blocks):
@@ -47,8 +48,8 @@ def draft_view(
     changes: Changes = {
         "status": status,
         "progress": progress_html(draft),
-        "document": document_html(drafter.tokenizer, draft, running),
-        "panel": panel_html(drafter.tokenizer, draft, focus),
+        "document": document_html(editor.tokenizer, draft, running),
+        "panel": panel_html(editor.tokenizer, draft, focus),
         "timeline": gr.update(maximum=max(draft.step, 1), value=draft.step),
         "draft_id": draft.draft_id,
         "focus": focus,
@@ -122,8 +123,13 @@ def _required(draft_id: str | None) -> str:
     return draft_id
 
 
-def _opened(session: Session, draft_id: str | None) -> tuple[Draft, Drafter]:
+def _opened(session: Session, draft_id: str | None) -> tuple[Draft, DraftEditor]:
+    """The draft to show or edit: its model's tokenizer is all that is loaded."""
     return session.workspace.open(_required(draft_id))
+
+
+def _opened_to_run(session: Session, draft_id: str | None) -> tuple[Draft, Drafter]:
+    return session.workspace.open_to_run(_required(draft_id))
 
 
 def start(
@@ -167,12 +173,12 @@ def start(
 
 
 def step(session: Session, draft_id: str | None, focus: int | None) -> Iterator[Changes]:
-    draft, drafter = _opened(session, draft_id)
+    draft, drafter = _opened_to_run(session, draft_id)
     yield from _stream(session, draft, drafter, focus, stop_after=1)
 
 
 def resume(session: Session, draft_id: str | None, focus: int | None) -> Iterator[Changes]:
-    draft, drafter = _opened(session, draft_id)
+    draft, drafter = _opened_to_run(session, draft_id)
     yield from _stream(session, draft, drafter, focus)
 
 
@@ -232,7 +238,7 @@ def run_from_document(
 
 # -- operations on the document's text ----------------------------------------------------------
 
-TextOperation = Callable[[Workspace, str, int, dict], tuple[Draft, Drafter]]
+TextOperation = Callable[[Workspace, str, int, dict], tuple[Draft, DraftEditor]]
 TEXT_OPERATIONS: dict[str, tuple[TextOperation, str]] = {
     "pin": (lambda ws, d, b, v: ws.pin(d, b, int(v["start"]), int(v["end"])), "Pinned."),
     "unpin": (lambda ws, d, b, v: ws.unpin(d, b, int(v["start"]), int(v["end"])), "Unpinned."),
@@ -248,28 +254,30 @@ def document_event(session: Session, draft_id: str | None, event: gr.SelectData)
     block, value = int(event.index), dict(event.value or {})
     op = value.get("op")
     if op in ("focus", "cite"):
-        draft, drafter = _opened(session, draft_id)
+        draft, editor = _opened(session, draft_id)
         if op == "focus":
-            return _focus(draft, drafter, block)
-        return _cite(session, draft, drafter, block, int(value["sentence"]))
+            return _focus(draft, editor, block)
+        return _cite(session, draft, editor, block, int(value["sentence"]))
     if op not in TEXT_OPERATIONS:
         raise DraftError(f"unknown operation {op!r}")
     operation, done = TEXT_OPERATIONS[op]
-    draft, drafter = operation(session.workspace, _required(draft_id), block, value)
-    return draft_view(draft, drafter, block, done)
+    draft, editor = operation(session.workspace, _required(draft_id), block, value)
+    return draft_view(draft, editor, block, done)
 
 
-def _focus(draft: Draft, drafter: Drafter, block: int) -> Changes:
+def _focus(draft: Draft, editor: DraftEditor, block: int) -> Changes:
     if not 0 <= block < len(draft.blocks):
         raise DraftError(f"the draft has no section {block + 1}")
     return {
         "focus": block,
-        "panel": panel_html(drafter.tokenizer, draft, block),
+        "panel": panel_html(editor.tokenizer, draft, block),
         "targets": gr.update(value=list(draft.blocks[block].targets)),
     }
 
 
-def _cite(session: Session, draft: Draft, drafter: Drafter, block: int, sentence: int) -> Changes:
+def _cite(
+    session: Session, draft: Draft, editor: DraftEditor, block: int, sentence: int
+) -> Changes:
     citations = draft.blocks[block].citations if 0 <= block < len(draft.blocks) else None
     if citations is None or not 0 <= sentence < len(citations.sentences):
         raise DraftError("that citation is out of date: the section changed since")
@@ -278,7 +286,7 @@ def _cite(session: Session, draft: Draft, drafter: Drafter, block: int, sentence
         raise DraftError("no passage supports that sentence")
     first = cited[0]
     return {
-        **_focus(draft, drafter, block),
+        **_focus(draft, editor, block),
         **page_view(session.workspace, first.hit.doc_id, first.hit.page_index, first.quote()),
     }
 
@@ -329,10 +337,10 @@ def next_page(session: Session, page_at: tuple | None) -> Changes:
 
 
 def timeline(session: Session, draft_id: str | None, timeline: float) -> Changes:
-    draft, drafter = _opened(session, draft_id)
+    draft, editor = _opened(session, draft_id)
     at = int(timeline)
     canvases = session.workspace.drafts.snapshot(draft.draft_id, at)
-    return {"timeline_view": draw_timeline(drafter.tokenizer, draft, canvases, at)}
+    return {"timeline_view": draw_timeline(editor.tokenizer, draft, canvases, at)}
 
 
 # -- starting a draft ------------------------------------------------------------------------
@@ -393,12 +401,12 @@ def page_loaded(session: Session, model: str, block_tokens: float) -> Changes:
 def show(session: Session, draft_id: str) -> Changes:
     """A saved draft opened from the Drafts tab: the document, and what it was started with."""
     try:
-        draft, drafter = session.workspace.open(draft_id)
+        draft, editor = session.workspace.open(draft_id)
     except PalimpsestError as error:
         return {"status": str(error)}
     state = "Done." if draft.done else f"Opened at step {draft.step}: press Resume to go on."
     return {
-        **draft_view(draft, drafter, None, state),
+        **draft_view(draft, editor, None, state),
         "instruction": draft.instruction,
         "sections": "\n".join(block.heading for block in draft.blocks),
         "page": EMPTY_PAGE,
