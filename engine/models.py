@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from engine.config import Settings
 from engine.denoiser import (
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 DEMO_MODEL = "demo"
+T = TypeVar("T")
 
 
 class Denoisers:
@@ -41,7 +43,8 @@ class Denoisers:
         self.batch_rows = batch_rows
         self._loaded: dict[tuple[str, bool], Denoiser] = {}
         self._tokenizers: dict[str, PreTrainedTokenizerBase] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the dicts; never held while a model loads
+        self._turns: dict[tuple[str, object], threading.Lock] = {}  # one per thing to load
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Denoisers:
@@ -51,24 +54,41 @@ class Denoisers:
 
     def get(self, model: str, int8: bool = False) -> Denoiser:
         """The denoiser for `model` (hub id, folder, or "demo"), loaded once per precision."""
-        with self._lock:
-            if (model, int8) not in self._loaded:
-                denoiser = load_denoiser(self._path(model), int8=int8)
-                if self.batch_rows is not None:
-                    denoiser = StepBatcher(denoiser, self.batch_rows)
-                self._loaded[model, int8] = denoiser
-            return self._loaded[model, int8]
+
+        def load() -> Denoiser:
+            denoiser = load_denoiser(self._path(model), int8=int8)
+            if self.batch_rows is not None:
+                denoiser = StepBatcher(denoiser, self.batch_rows)
+            return denoiser
+
+        return self._once("denoiser", self._loaded, (model, int8), load)
 
     def tokenizer(self, model: str) -> PreTrainedTokenizerBase:
         """The tokenizer of `model`: a loaded denoiser's, else loaded alone (and kept), so that
-        reading or editing a draft never waits for the model's weights."""
+        reading or editing a draft never waits for the model's weights, even while they load."""
         with self._lock:
             for (name, _), denoiser in self._loaded.items():
                 if name == model:
                     return denoiser.tokenizer
-            if model not in self._tokenizers:
-                self._tokenizers[model] = load_tokenizer(self._path(model))
-            return self._tokenizers[model]
+        return self._once(
+            "tokenizer", self._tokenizers, model, lambda: load_tokenizer(self._path(model))
+        )
+
+    def _once(self, kind: str, loaded: dict, key: object, load: Callable[[], T]) -> T:
+        """`loaded[key]`, loaded by `load` once: a second caller waits for the first one's load,
+        callers of other keys (and `loaded`, `family`) do not."""
+        with self._lock:
+            if key in loaded:
+                return loaded[key]
+            turn = self._turns.setdefault((kind, key), threading.Lock())
+        with turn:
+            with self._lock:
+                if key in loaded:
+                    return loaded[key]
+            value = load()
+            with self._lock:
+                loaded[key] = value
+            return value
 
     def preload(self, model: str) -> Denoiser:
         """`get`, for a model at hand: "demo", a folder, or a hub id already in the local cache.
@@ -113,10 +133,10 @@ class Denoisers:
         if model != DEMO_MODEL:
             return model
         folder = self.models_dir / "demo-tiny-bert"
-        if not (folder / "config.json").is_file():
-            from engine.testmodels import build_tiny_bert
+        with MODEL_LOADS:  # building a model ties its weights, which a load may switch off
+            if not (folder / "config.json").is_file():
+                from engine.testmodels import build_tiny_bert
 
-            with MODEL_LOADS:  # building a model ties its weights, which a load may switch off
                 build_tiny_bert(folder)
         return str(folder)
 

@@ -4,6 +4,9 @@ very one the denoiser drafts with, for every family, or the stored tokens would 
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 from dream_checkpoints import write_dream_checkpoint
@@ -15,6 +18,7 @@ from engine.denoiser import load_denoiser, load_tokenizer
 from engine.draft import Draft
 from engine.draft_editor import DraftEditor
 from engine.drafting import Drafter
+from engine.model_loading import MODEL_LOADS
 from engine.models import Denoisers
 from engine.testmodels import build_remote_code_stub, build_tiny_bert, build_tiny_modernbert
 from engine.workspace import Workspace
@@ -80,3 +84,21 @@ def test_opening_pinning_editing_and_reviewing_load_no_model(
     renoised, drafter_again = fresh.rerun(draft.draft_id, 2)  # a re-run drafts next: the model
     assert isinstance(drafter_again, Drafter) and fresh.denoisers.loaded(model)
     assert torch.equal(renoised.blocks[0].canvas.pinned, pinned.blocks[0].canvas.pinned)
+
+
+def test_a_model_loading_blocks_neither_its_tokenizer_nor_questions_about_it(tmp_path):
+    """The warm-up may spend minutes on an 8B model: meanwhile a user opens a draft (its
+    tokenizer) and the page asks what is loaded; neither may wait for the weights."""
+    folder = str(build_tiny_bert(tmp_path / "tiny-bert"))
+    denoisers = Denoisers(tmp_path / "models")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        with MODEL_LOADS:  # another model is loading: the load below waits its turn
+            loading = pool.submit(denoisers.get, folder)
+            time.sleep(1.0)  # time for the load to take its own turn and wait on the lock
+            assert not loading.done()
+            tokenizer = pool.submit(denoisers.tokenizer, folder).result(timeout=60)
+            assert tokenizer("notice")["input_ids"]
+            assert not denoisers.loaded(folder)
+            assert denoisers.family(folder) is not None
+        assert loading.result(timeout=60).tokenizer.get_vocab() == tokenizer.get_vocab()
+    assert denoisers.tokenizer(folder) is denoisers.get(folder).tokenizer  # the loaded one's
