@@ -70,7 +70,7 @@ def block_causal_loaders(name: str, config: dict) -> tuple[Callable[..., BlockCa
     loaders = next((pair for matches, *pair in _LOADERS if matches(config)), None)
     if loaders is None or block_causal_family(config) is None:
         raise load_error(name, "its config.json is not SDAR or Fast-dLLM v2")
-    return loaders[0], loaders[1]
+    return tuple(loaders)
 
 
 def block_causal_family(config: dict) -> Family | None:

@@ -13,4 +13,4 @@ from __future__ import annotations
 
 import threading
 
-MODEL_LOADS = threading.RLock()  # re-entrant: a loader may load its tokenizer through another
+MODEL_LOADS = threading.RLock()  # re-entrant, so a load that starts another cannot deadlock

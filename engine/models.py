@@ -7,6 +7,7 @@ so the whole drafting interaction can be tried without a checkpoint (its text is
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -66,10 +67,9 @@ class Denoisers:
     def tokenizer(self, model: str) -> PreTrainedTokenizerBase:
         """The tokenizer of `model`: a loaded denoiser's, else loaded alone (and kept), so that
         reading or editing a draft never waits for the model's weights, even while they load."""
-        with self._lock:
-            for (name, _), denoiser in self._loaded.items():
-                if name == model:
-                    return denoiser.tokenizer
+        denoiser = self._loaded_as(model)
+        if denoiser is not None:
+            return denoiser.tokenizer
         return self._once(
             "tokenizer", self._tokenizers, model, lambda: load_tokenizer(self._path(model))
         )
@@ -104,10 +104,9 @@ class Denoisers:
         """The family of `model` without loading it: from the loaded denoiser, the folder's
         config.json, or the hub cache's; None when no config is at hand (a hub id not yet
         downloaded)."""
-        with self._lock:
-            for (name, _), denoiser in self._loaded.items():
-                if name == model:
-                    return denoiser.family
+        denoiser = self._loaded_as(model)
+        if denoiser is not None:
+            return denoiser.family
         if model == DEMO_MODEL:
             return BERT_CHAT
         config = _config_at_hand(model)
@@ -129,16 +128,33 @@ class Denoisers:
         with self._lock:
             return (model, int8) in self._loaded
 
+    def _loaded_as(self, model: str) -> Denoiser | None:
+        """`model` loaded at either precision, if it is."""
+        with self._lock:
+            return next((d for (name, _), d in self._loaded.items() if name == model), None)
+
     def _path(self, model: str) -> str:
         if model != DEMO_MODEL:
             return model
         folder = self.models_dir / "demo-tiny-bert"
-        with MODEL_LOADS:  # building a model ties its weights, which a load may switch off
-            if not (folder / "config.json").is_file():
-                from engine.testmodels import build_tiny_bert
-
-                build_tiny_bert(folder)
+        if not (folder / "config.json").is_file():  # built once: asking never waits on a load
+            with MODEL_LOADS:  # building a model ties its weights, which a load may switch off
+                if not (folder / "config.json").is_file():
+                    _build_demo(folder)
         return str(folder)
+
+
+def _build_demo(folder: Path) -> None:
+    """The demo model, built beside `folder` and renamed into place: a reader never sees a
+    config.json whose weights or tokenizer are still being written, and a build killed half-way
+    leaves nothing that looks like a model."""
+    from engine.testmodels import build_tiny_bert
+
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    build_tiny_bert(partial)
+    shutil.rmtree(folder, ignore_errors=True)  # what an older, in-place build left half-way
+    partial.rename(folder)
 
 
 def _config_at_hand(model: str) -> dict | None:
